@@ -1,0 +1,2 @@
+//! sse-gateway: a Server-Sent Events gateway and reverse proxy on pingora.
+pub mod config;
