@@ -1,1 +1,76 @@
-fn main(){}
+//! `sse-gateway --config gateway.yaml [--check] [--log-format human|json]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use sse_gateway::config::{self, Config};
+use sse_gateway::gateway;
+
+#[derive(Parser)]
+#[command(version, about = "A Server-Sent Events gateway and reverse proxy")]
+struct Cli {
+    /// The configuration file. When the default is absent, the embedded default config runs.
+    #[arg(long, env = "SSE_GATEWAY_CONFIG", default_value = "gateway.yaml")]
+    config: PathBuf,
+    /// Validate the configuration, print `ok` or every error, and exit (0 ok, 2 invalid).
+    #[arg(long)]
+    check: bool,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
+    let built = match gateway::build(config) {
+        Ok(built) => built,
+        Err(message) => {
+            eprintln!("sse-gateway: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    // One line on stdout that people and test harnesses can rely on.
+    println!("sse-gateway listening on http://{}", built.listen);
+    built.run()
+}
+
+/// The given file; or the embedded default when the default path does not exist.
+fn load(cli: &Cli) -> Result<Config, config::ConfigErrors> {
+    let is_default_path = cli.config == std::path::Path::new("gateway.yaml");
+    if is_default_path && !cli.config.exists() {
+        tracing::info!("no gateway.yaml here; running the embedded default configuration");
+        return Config::embedded_default();
+    }
+    config::load(&cli.config)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

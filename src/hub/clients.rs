@@ -1,0 +1,170 @@
+//! The registry of connected streams, for `/clients`, `/stats` and targeted disconnects.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// Why the gateway ended a stream (as opposed to the client leaving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CloseReason {
+    /// Its queue overflowed: the client reads slower than events arrive.
+    SlowConsumer = 1,
+    /// An operator called `DELETE /clients/{id}`.
+    Kicked = 2,
+}
+
+/// One connected stream as the rest of the gateway sees it. Small on purpose: there is one per
+/// open stream.
+#[derive(Debug)]
+pub struct ClientHandle {
+    pub id: u64,
+    pub channels: Box<[Box<str>]>,
+    pub types: Option<Box<[Box<str>]>>,
+    pub peer: Option<IpAddr>,
+    pub principal: Option<Box<str>>,
+    pub connected_at: SystemTime,
+    pub events_sent: AtomicU64,
+    close_reason: AtomicU8,
+    close: Notify,
+}
+
+impl ClientHandle {
+    /// Whether this stream asked for events of this type.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| &**t == event_type))
+    }
+
+    /// Asks the stream to end; the first reason given wins.
+    pub fn close(&self, reason: CloseReason) {
+        if self
+            .close_reason
+            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // notify_one keeps a permit if the stream is not waiting right now.
+            self.close.notify_one();
+        }
+    }
+
+    /// Resolves once [`ClientHandle::close`] was called, with its reason.
+    pub async fn closed(&self) -> CloseReason {
+        loop {
+            match self.close_reason.load(Ordering::Acquire) {
+                1 => return CloseReason::SlowConsumer,
+                2 => return CloseReason::Kicked,
+                _ => self.close.notified().await,
+            }
+        }
+    }
+
+    pub fn info(&self) -> ClientInfo {
+        ClientInfo {
+            id: self.id.to_string(),
+            channels: self.channels.iter().map(|c| c.to_string()).collect(),
+            types: self
+                .types
+                .as_ref()
+                .map(|t| t.iter().map(|t| t.to_string()).collect()),
+            ip: self.peer.map(|ip| ip.to_string()),
+            principal: self.principal.as_ref().map(|p| p.to_string()),
+            connected_at: self
+                .connected_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            events_sent: self.events_sent.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A client as `/clients` shows it.
+#[derive(Debug, Serialize)]
+pub struct ClientInfo {
+    pub id: String,
+    pub channels: Vec<String>,
+    pub types: Option<Vec<String>>,
+    pub ip: Option<String>,
+    pub principal: Option<String>,
+    /// Unix seconds.
+    pub connected_at: u64,
+    pub events_sent: u64,
+}
+
+/// Connected streams by id. Ordered, so `/clients` pages with "ids after the cursor".
+#[derive(Default)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+}
+
+impl ClientRegistry {
+    pub(super) fn register(
+        &self,
+        channels: Box<[Box<str>]>,
+        types: Option<Box<[Box<str>]>>,
+        peer: Option<IpAddr>,
+        principal: Option<Box<str>>,
+    ) -> Arc<ClientHandle> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let handle = Arc::new(ClientHandle {
+            id,
+            channels,
+            types,
+            peer,
+            principal,
+            connected_at: SystemTime::now(),
+            events_sent: AtomicU64::new(0),
+            close_reason: AtomicU8::new(0),
+            close: Notify::new(),
+        });
+        self.clients.lock().insert(id, handle.clone());
+        handle
+    }
+
+    pub(super) fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.clients.lock().get(&id).cloned()
+    }
+
+    /// Up to `limit` clients with ids after `after`, and the cursor for the next page if any.
+    pub fn page(&self, after: u64, limit: usize) -> (Vec<ClientInfo>, Option<u64>) {
+        let clients = self.clients.lock();
+        let mut page: Vec<ClientInfo> = clients
+            .range(after.saturating_add(1)..)
+            .take(limit + 1)
+            .map(|(_, c)| c.info())
+            .collect();
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().and_then(|c| c.id.parse().ok())
+        } else {
+            None
+        };
+        (page, next)
+    }
+
+    /// Every open stream, e.g. to close them all on shutdown.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.lock().values().cloned().collect()
+    }
+}

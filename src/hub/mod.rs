@@ -1,0 +1,373 @@
+//! The hub: channels, their history, and fan-out to the streams subscribed to them.
+//!
+//! Every event enters through [`Hub::deliver`] (called by the broker), under one lock that also
+//! guards subscription. That single critical section is what makes resume exact:
+//!
+//! * events are appended to history and pushed to subscribers in sequence order, so a stream
+//!   subscribed to several channels still sees ids strictly increasing;
+//! * [`Hub::subscribe`] copies the replay out of history and registers the stream's queue in the
+//!   same critical section, so there is neither a gap nor a duplicate at the seam between replay
+//!   and live events, however fast events keep coming.
+//!
+//! The lock is held only for appends and non-blocking queue pushes; nothing under it waits on I/O.
+
+mod clients;
+mod event;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+pub use clients::{ClientInfo, ClientRegistry, CloseReason, ClientHandle};
+pub use event::{Event, EventId};
+
+use crate::config::HistoryLimits;
+use crate::metrics;
+
+/// Why a resume point could not be honoured; sent to the client in the `reset` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The id is not of our format.
+    Malformed,
+    /// The id belongs to another sequence (an earlier run of this node) or lies in the future.
+    Unknown,
+    /// Events after the id have already left the history of at least one channel.
+    Evicted,
+}
+
+impl ResetReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::Malformed => "malformed_id",
+            ResetReason::Unknown => "unknown_id",
+            ResetReason::Evicted => "history_evicted",
+        }
+    }
+}
+
+/// What a new stream asks for.
+pub struct SubscribeRequest {
+    pub channels: Vec<Box<str>>,
+    /// Only these event types, when set.
+    pub types: Option<Box<[Box<str>]>>,
+    /// The raw `Last-Event-ID` (header or query), if the client sent one.
+    pub last_event_id: Option<String>,
+    pub peer: Option<IpAddr>,
+    /// Who the credential belongs to, for `/clients` (never the credential itself).
+    pub principal: Option<Box<str>>,
+    /// Capacity of this stream's queue (`sse.client_queue`).
+    pub queue: usize,
+}
+
+/// A registered stream: what to replay first, then the queue of live events.
+pub struct Subscription {
+    pub client: Arc<ClientHandle>,
+    /// History after the resume point, in order, already filtered by type.
+    pub replay: Vec<Arc<Event>>,
+    /// Set when the resume point could not be honoured: send `reset`, then go live.
+    pub reset: Option<ResetReason>,
+    /// The last event of the sequence when the stream registered: every live event comes after
+    /// it, so it is the resume point to give a client that gets `reset`.
+    pub position: EventId,
+    pub live: mpsc::Receiver<Arc<Event>>,
+    /// Removes the stream from the hub when dropped.
+    pub guard: SubscriptionGuard,
+}
+
+/// Unregisters its stream from the hub on drop, whatever way the stream ends.
+pub struct SubscriptionGuard {
+    hub: Arc<Hub>,
+    client: Arc<ClientHandle>,
+}
+
+impl Drop for SubscriptionGuard {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(&self.client);
+    }
+}
+
+/// A subscriber as a channel sees it.
+struct Subscriber {
+    queue: mpsc::Sender<Arc<Event>>,
+    client: Arc<ClientHandle>,
+}
+
+struct Channel {
+    /// Retained events, oldest first.
+    history: VecDeque<Arc<Event>>,
+    limits: HistoryLimits,
+    /// Highest seq that has left this channel's history: a resume from below it has lost events.
+    evicted_upto: u64,
+    subscribers: HashMap<u64, Subscriber>,
+}
+
+impl Channel {
+    fn new(limits: HistoryLimits, evicted_upto: u64) -> Channel {
+        Channel {
+            history: VecDeque::new(),
+            limits,
+            evicted_upto,
+            subscribers: HashMap::new(),
+        }
+    }
+
+    /// Drops events over the count limit or older than the age limit.
+    fn evict(&mut self, now: Instant) {
+        while let Some(oldest) = self.history.front() {
+            let too_many = self.history.len() > self.limits.max_events;
+            let too_old = now.saturating_duration_since(oldest.accepted_at) > self.limits.max_age;
+            if !(too_many || too_old) {
+                break;
+            }
+            self.evicted_upto = oldest.id.seq;
+            self.history.pop_front();
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.history.is_empty() && self.subscribers.is_empty()
+    }
+}
+
+struct State {
+    channels: HashMap<Box<str>, Channel>,
+    /// Seq of the last event delivered; the next must be greater.
+    last_seq: u64,
+    /// Highest `evicted_upto` of the channels that were dropped from the map once idle: a channel
+    /// without an entry may have had events up to here, so resuming below it is a `reset`.
+    pruned_floor: u64,
+}
+
+/// Channels, history and fan-out for one node. See the module doc for the ordering guarantees.
+pub struct Hub {
+    epoch: u64,
+    state: Mutex<State>,
+    clients: ClientRegistry,
+    /// Resolves history limits for a channel (from the config's channel rules).
+    limits_for: Box<dyn Fn(&str) -> HistoryLimits + Send + Sync>,
+}
+
+impl Hub {
+    /// A hub whose ids carry `epoch` (see [`EventId`]).
+    pub fn new(
+        epoch: u64,
+        limits_for: impl Fn(&str) -> HistoryLimits + Send + Sync + 'static,
+    ) -> Arc<Hub> {
+        Arc::new(Hub {
+            epoch,
+            state: Mutex::new(State {
+                channels: HashMap::new(),
+                last_seq: 0,
+                pruned_floor: 0,
+            }),
+            clients: ClientRegistry::default(),
+            limits_for: Box::new(limits_for),
+        })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn clients(&self) -> &ClientRegistry {
+        &self.clients
+    }
+
+    /// Seq of the last event taken in.
+    pub fn last_seq(&self) -> u64 {
+        self.state.lock().last_seq
+    }
+
+    /// Takes in the next event of the sequence: the one way events enter the hub.
+    ///
+    /// `make` builds the event for the seq the hub assigns (one more than the last); it runs under
+    /// the hub lock, so sequence order, history order and delivery order are the same.
+    pub fn deliver(&self, make: impl FnOnce(EventId) -> Arc<Event>) -> Arc<Event> {
+        let mut state = self.state.lock();
+        let id = EventId {
+            epoch: self.epoch,
+            seq: state.last_seq + 1,
+        };
+        let event = make(id);
+        state.last_seq = id.seq;
+        let now = event.accepted_at;
+        let pruned_floor = state.pruned_floor;
+        // A subscriber of several of the event's channels gets it once.
+        let mut delivered: Option<HashSet<u64>> = (event.channels.len() > 1).then(HashSet::new);
+        for name in event.channels.iter() {
+            let channel = state
+                .channels
+                .entry(name.clone())
+                .or_insert_with(|| Channel::new((self.limits_for)(name), pruned_floor));
+            channel.history.push_back(event.clone());
+            channel.evict(now);
+            channel.subscribers.retain(|client_id, sub| {
+                if let Some(seen) = delivered.as_mut() {
+                    if !seen.insert(*client_id) {
+                        return true;
+                    }
+                }
+                offer(sub, &event)
+            });
+        }
+        event
+    }
+
+    /// Registers a stream; see [`Subscription`].
+    pub fn subscribe(self: &Arc<Self>, req: SubscribeRequest) -> Subscription {
+        let (tx, rx) = mpsc::channel(req.queue.max(1));
+        let client = self.clients.register(
+            req.channels.clone().into_boxed_slice(),
+            req.types,
+            req.peer,
+            req.principal,
+        );
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        let pruned_floor = state.pruned_floor;
+        for name in &client.channels {
+            let channel = state
+                .channels
+                .entry(name.clone())
+                .or_insert_with(|| Channel::new((self.limits_for)(name), pruned_floor));
+            channel.evict(now);
+            channel.subscribers.insert(
+                client.id,
+                Subscriber {
+                    queue: tx.clone(),
+                    client: client.clone(),
+                },
+            );
+        }
+        let (replay, reset) = match req.last_event_id.as_deref() {
+            None => (Vec::new(), None),
+            Some(raw) => match self.resume_point(raw, &state, &client.channels) {
+                Err(reason) => (Vec::new(), Some(reason)),
+                Ok(after) => {
+                    let mut replay = Vec::new();
+                    for name in &client.channels {
+                        if let Some(channel) = state.channels.get(name) {
+                            let start = channel.history.partition_point(|e| e.id.seq <= after);
+                            replay.extend(
+                                channel
+                                    .history
+                                    .range(start..)
+                                    .filter(|e| client.wants(&e.event_type))
+                                    .cloned(),
+                            );
+                        }
+                    }
+                    if client.channels.len() > 1 {
+                        replay.sort_unstable_by_key(|e| e.id.seq);
+                        replay.dedup_by_key(|e| e.id.seq);
+                    }
+                    (replay, None)
+                }
+            },
+        };
+        let position = EventId {
+            epoch: self.epoch,
+            seq: state.last_seq,
+        };
+        drop(state);
+        if reset.is_some() {
+            metrics::RESETS.inc();
+        }
+        metrics::REPLAYED_EVENTS.inc_by(replay.len() as u64);
+        Subscription {
+            client: client.clone(),
+            replay,
+            reset,
+            position,
+            live: rx,
+            guard: SubscriptionGuard {
+                hub: self.clone(),
+                client,
+            },
+        }
+    }
+
+    /// The seq after which to replay, or why that is impossible.
+    fn resume_point(
+        &self,
+        raw: &str,
+        state: &State,
+        channels: &[Box<str>],
+    ) -> Result<u64, ResetReason> {
+        let id = EventId::parse(raw).ok_or(ResetReason::Malformed)?;
+        if id.epoch != self.epoch || id.seq > state.last_seq {
+            return Err(ResetReason::Unknown);
+        }
+        // Every channel has an entry by now: subscribe creates the missing ones.
+        let evicted = channels.iter().any(|name| {
+            state
+                .channels
+                .get(name)
+                .is_some_and(|c| c.evicted_upto > id.seq)
+        });
+        if evicted {
+            return Err(ResetReason::Evicted);
+        }
+        Ok(id.seq)
+    }
+
+    fn unsubscribe(&self, client: &ClientHandle) {
+        let mut state = self.state.lock();
+        for name in client.channels.iter() {
+            if let Some(channel) = state.channels.get_mut(name) {
+                channel.subscribers.remove(&client.id);
+            }
+        }
+        drop(state);
+        self.clients.unregister(client.id);
+    }
+
+    /// Applies the age limit to every channel and forgets channels with neither history nor
+    /// subscribers, so memory follows what is in use. Run periodically by the janitor.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        let mut floor = state.pruned_floor;
+        state.channels.retain(|_, channel| {
+            channel.evict(now);
+            if channel.is_idle() {
+                floor = floor.max(channel.evicted_upto);
+                false
+            } else {
+                true
+            }
+        });
+        state.pruned_floor = floor;
+    }
+
+    /// Counts for `/stats`: channels, retained events.
+    pub fn counts(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        let events = state.channels.values().map(|c| c.history.len()).sum();
+        (state.channels.len(), events)
+    }
+
+    /// How often [`Hub::sweep`] should run: often enough that aged events leave memory promptly.
+    pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+}
+
+/// Offers an event to one subscriber without waiting. Returns whether to keep the subscriber:
+/// a full queue means the client cannot keep up, so it is told to close (it will resume from
+/// history) rather than slowing the hub or buffering without bound.
+fn offer(sub: &Subscriber, event: &Arc<Event>) -> bool {
+    if !sub.client.wants(&event.event_type) {
+        return true;
+    }
+    match sub.queue.try_send(event.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            sub.client.close(CloseReason::SlowConsumer);
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}

@@ -1,0 +1,166 @@
+//! `POST /broadcast`: validate, authorize, hand to the broker, answer 202 once it is in history.
+
+use bytes::BytesMut;
+use pingora::proxy::Session;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{self, Action, Principal};
+use crate::broker::Draft;
+use crate::config::{is_valid_channel, is_valid_event_type, Config, Policy};
+use crate::reply::ApiError;
+
+/// The request body, as the contract defines it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    channel: Option<String>,
+    channels: Option<Vec<String>>,
+    event: Option<String>,
+    /// Absent and `null` are told apart: `"data": null` publishes `null`.
+    #[serde(default, deserialize_with = "present")]
+    data: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// The 202 reply.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub id: String,
+    pub channels: Vec<String>,
+}
+
+/// Reads the body, at most `limit` bytes; 413 beyond, without reading the rest.
+pub async fn read_body(session: &mut Session, limit: usize) -> Result<BytesMut, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "payload_too_large",
+            format!("the body is over limits.max_event_bytes ({limit} bytes)"),
+        )
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "bad_body",
+                    "the request body could not be read",
+                ))
+            }
+        }
+    }
+}
+
+/// Checks the content type: JSON only (415 otherwise).
+pub fn require_json(session: &Session) -> Result<(), ApiError> {
+    let ct = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or(b"");
+    let essence = ct.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+    if essence.eq_ignore_ascii_case(b"application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send the event as Content-Type: application/json",
+        ))
+    }
+}
+
+/// Turns a body into a draft, checking everything the contract requires.
+pub fn parse(body: &[u8], cfg: &Config) -> Result<Draft, ApiError> {
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid body: {e}")))?;
+    let names = match (body.channel, body.channels) {
+        (Some(one), None) => vec![one],
+        (None, Some(many)) if !many.is_empty() => many,
+        (None, Some(_)) => return Err(ApiError::bad_request("missing_channel", "channels is empty")),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "missing_channel",
+                "give \"channel\" or \"channels\"",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "ambiguous_channel",
+                "give \"channel\" or \"channels\", not both",
+            ))
+        }
+    };
+    let max = cfg.limits.max_channels_per_connection;
+    if names.len() > max {
+        return Err(ApiError::bad_request(
+            "too_many_channels",
+            format!("at most {max} channels per event"),
+        ));
+    }
+    let mut channels: Vec<Box<str>> = Vec::with_capacity(names.len());
+    for name in names {
+        if !is_valid_channel(&name) {
+            return Err(ApiError::bad_request(
+                "invalid_channel",
+                "channel names match [A-Za-z0-9._:/-]{1,128}",
+            ));
+        }
+        if !channels.iter().any(|c| **c == *name) {
+            channels.push(name.into());
+        }
+    }
+    let event_type = body.event.unwrap_or_else(|| "message".to_string());
+    if !is_valid_event_type(&event_type) {
+        return Err(ApiError::bad_request(
+            "invalid_event",
+            "event names match [A-Za-z0-9._:-]{1,64}",
+        ));
+    }
+    let data = match body.data {
+        None => return Err(ApiError::bad_request("missing_data", "give \"data\"")),
+        Some(serde_json::Value::String(s)) => s,
+        Some(other) => other.to_string(),
+    };
+    if data.len() > cfg.limits.max_event_bytes {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            "the event data is over limits.max_event_bytes",
+        ));
+    }
+    Ok(Draft {
+        channels: channels.into_boxed_slice(),
+        event_type: event_type.into(),
+        data,
+    })
+}
+
+/// Checks the publish right on every channel of the draft.
+pub fn authorize(cfg: &Config, who: Option<&Principal>, draft: &Draft) -> Result<(), ApiError> {
+    for channel in draft.channels.iter() {
+        let policy = cfg.channel_rule(channel).map_or(Policy::Claims, |r| r.publish);
+        auth::authorize(policy, who, Action::Publish, channel)?;
+    }
+    Ok(())
+}
