@@ -85,10 +85,12 @@ impl StreamRequest {
             return Err(ApiError::bad_request("invalid_types", "types is empty"));
         }
         // A header that is not UTF-8 cannot be one of our ids: treat it as malformed (reset).
+        // An empty id means "no resume point" (EventSource never sends one).
         let last_event_id = match last_event_id_header {
             Some(raw) => Some(String::from_utf8_lossy(raw).into_owned()),
             None => query_id,
-        };
+        }
+        .filter(|id| !id.is_empty());
         Ok(StreamRequest {
             channels,
             types: types.map(Vec::into_boxed_slice),
@@ -242,8 +244,6 @@ async fn serve(
         guard: _guard,
     } = sub;
     session.set_write_timeout(Some(settings.write_timeout));
-    // The stream never reads a body; keep-alive after it ends is pointless (it ends by closing).
-    session.set_keepalive(None);
     let header = match response_header(session, common) {
         Ok(h) => h,
         Err(_) => return End::WriteError,

@@ -1,4 +1,5 @@
 //! SSE wire encoding (placeholder; replaced by the full module).
+pub mod parse;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub fn encode_event(id: &str, event: &str, data: &str) -> Bytes {
