@@ -32,6 +32,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
     pub shutdown: ShutdownConfig,
+    /// Upstream SSE streams the gateway relays into channels (`sources:`).
+    pub sources: Vec<SourceConfig>,
+    /// Reverse-proxy routes (`routes:`), in file order; the first that matches a request applies.
+    pub routes: Vec<RouteConfig>,
+    /// Upstream server pools (`upstreams:`) that routes and sources name, sorted by name.
+    pub upstreams: Vec<UpstreamConfig>,
     /// The file this came from (for messages); `None` for the embedded default.
     pub source: Option<PathBuf>,
 }
@@ -123,6 +129,38 @@ pub struct AuthConfig {
     pub api_keys: Vec<ApiKey>,
     /// Cookie read for a JWT, default `sse_token`.
     pub cookie_name: String,
+    /// JWT verification, when `auth.jwt` is set. The key is not read yet: the JWT verifier
+    /// resolves it when it is built, so that it can also parse PEM public keys.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `auth.jwt`: which signatures are accepted and where the key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    /// Never empty; all of the same family as `key` (HMAC with a secret, else a public key).
+    pub algorithms: Vec<JwtAlgorithm>,
+    pub key: JwtKeySource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    Hs256,
+    /// RSA PKCS#1 v1.5 with SHA-256, verified with a public key.
+    Rs256,
+    /// ECDSA P-256 with SHA-256, verified with a public key.
+    Es256,
+}
+
+/// Where the JWT verification key lives. Named, not read: see [`AuthConfig::jwt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeySource {
+    /// `secret_env`: the HS256 secret is in this environment variable.
+    SecretEnv(String),
+    /// `secret_file`: the HS256 secret is this file's content.
+    SecretFile(PathBuf),
+    /// `public_key_file`: a PEM public key for RS256/ES256.
+    PublicKeyFile(PathBuf),
 }
 
 /// An API key, its secret already read from its env var or file. Never logged (see `Debug`).
@@ -160,10 +198,28 @@ pub struct CorsConfig {
 pub struct LimitsConfig {
     /// Concurrent streams on this node; over it new streams get 503.
     pub max_connections: usize,
+    /// Concurrent streams per client IP; over it 429. `None` (the default) = no per-IP limit,
+    /// because many users can share one address behind NAT or a load balancer.
+    pub max_connections_per_ip: Option<usize>,
+    /// Concurrent streams per authenticated subject; over it 429. `None` (default) = no limit.
+    pub max_connections_per_user: Option<usize>,
+    /// New streams per second per client IP (token bucket); over it 429. `None` = no limit.
+    pub connect_rate_per_ip: Option<RateLimit>,
+    /// Publishes per second per credential (token bucket); over it 429. `None` = no limit.
+    pub publish_rate: Option<RateLimit>,
     /// Largest `POST /broadcast` body / event data, in bytes (413 above it).
     pub max_event_bytes: usize,
     pub max_channels_per_connection: usize,
     pub header_read_timeout: Duration,
+}
+
+/// A token bucket: refilled at `per_second`, holding at most `burst` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// At least 1.
+    pub per_second: u32,
+    /// At least 1.
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +231,89 @@ pub struct MetricsConfig {
 pub struct ShutdownConfig {
     /// Streams are closed spread over this window after SIGTERM/SIGINT.
     pub grace_period: Duration,
+}
+
+/// One entry of `sources:`: an upstream SSE stream relayed into channels. The gateway holds one
+/// connection per source however many clients subscribe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// Unique among sources; used in logs and metrics labels.
+    pub name: String,
+    pub target: SourceTarget,
+    pub channel: SourceChannel,
+    pub mode: SourceMode,
+    /// Extra request headers, validated as HTTP header names and values. Values may be
+    /// credentials: never log them.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Where a source connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceTarget {
+    /// `url:` an absolute `http://` or `https://` URL.
+    Url(String),
+    /// `upstream:` + `path:`: a pool from `upstreams:` (balanced and health-checked like routes).
+    Upstream { upstream: String, path: String },
+}
+
+/// Which channel a source's events are published to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceChannel {
+    /// `channel:` every event goes to this one channel.
+    Fixed(String),
+    /// `channel_from_event_type: true`: each event goes to the channel named by its `event:`
+    /// field (events whose type is not a valid channel name are dropped and counted).
+    FromEventType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceMode {
+    /// Connected from startup to shutdown (the default), so history fills even with no client.
+    Always,
+    /// Connected only while at least one client subscribes to one of its channels.
+    OnDemand,
+}
+
+/// One entry of `routes:`: requests it matches are proxied to an upstream pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Starts with `/`; matched against the request path.
+    pub path_prefix: String,
+    /// When set, the route only applies to requests for this `Host` (without port).
+    pub host: Option<String>,
+    /// Name of an entry of `upstreams:` (checked to exist).
+    pub upstream: String,
+    /// Whether `path_prefix` is removed from the path sent upstream (default false).
+    pub strip_prefix: bool,
+}
+
+/// One entry of `upstreams:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `host:port` of each server; never empty. Host names are resolved when connecting.
+    pub servers: Vec<String>,
+    pub balance: Balance,
+    /// `None` = no active checks: only failed connections mark a server down.
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// How an upstream pool picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// The default.
+    RoundRobin,
+    Random,
+    /// By a hash of the client address, so a client keeps reaching the same server.
+    ConsistentHash,
+    LeastConnections,
+}
+
+/// Active health check: `GET path` on every server each `interval`; non-2xx or no answer = down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    pub path: String,
+    pub interval: Duration,
 }
 
 /// The shipped `gateway.yaml`, compiled in: what runs when no file is given and none exists.
@@ -200,7 +339,9 @@ impl Config {
 
     /// The path shown in messages.
     pub fn source_name(&self) -> &Path {
-        self.source.as_deref().unwrap_or(Path::new("<embedded gateway.yaml>"))
+        self.source
+            .as_deref()
+            .unwrap_or(Path::new("<embedded gateway.yaml>"))
     }
 }
 
