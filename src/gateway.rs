@@ -3,7 +3,6 @@
 //! the wiring that builds the pingora `Server` from a [`Config`].
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,13 +11,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
-use pingora::prelude::*;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use pingora::Result;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 
 use crate::admin;
-use crate::auth::{self, Authenticator};
+use crate::auth::{self, Authenticator, Principal};
 use crate::broker::{MemoryBroker, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::cors;
@@ -39,8 +42,6 @@ pub struct App {
     pub drain: Arc<Drain>,
     pub grace_period: Duration,
     pub started_at: SystemTime,
-    /// Streams open on this node, for `limits.max_connections`.
-    streams: AtomicUsize,
 }
 
 impl App {
@@ -65,67 +66,102 @@ impl App {
             broker,
             drain: Arc::new(Drain::default()),
             started_at: SystemTime::now(),
-            streams: AtomicUsize::new(0),
         }))
     }
-
-    /// Takes a stream slot, or `None` at `limits.max_connections`.
-    fn stream_slot(self: &Arc<Self>, max: usize) -> Option<StreamSlot> {
-        let prev = self.streams.fetch_add(1, Ordering::AcqRel);
-        let slot = StreamSlot(self.clone());
-        (prev < max).then_some(slot)
-    }
 }
 
-/// One of `limits.max_connections`; given back on drop.
-struct StreamSlot(Arc<App>);
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The pingora proxy logic. Every request is answered in `request_filter`.
+/// The gateway's HTTP application: answers every endpoint itself. pingora's `ServeHttp` would
+/// buffer whole responses, and its proxy path keeps a large per-request future alive for as long
+/// as a stream lasts; this app hands streams off instead (see [`stream::open`]).
 pub struct Gateway {
     app: Arc<App>,
 }
 
+/// What handling a request left to do.
+enum Handled {
+    /// A reply was written; the connection may serve another request.
+    Replied,
+    /// The request opens a stream; the session is needed to hand it off.
+    Stream(Box<StreamStart>),
+}
+
+struct StreamStart {
+    common: CommonHeaders,
+    req: StreamRequest,
+    who: Option<Principal>,
+    settings: StreamSettings,
+}
+
 #[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = ();
+impl HttpServerApp for Gateway {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "unreadable request");
+                return None;
+            }
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECONDS) });
+        match self.handle(&mut session).await {
+            Handled::Replied => {
+                let settings = HttpPersistentSettings::for_session(&session);
+                match session.finish().await {
+                    Ok(reusable) => {
+                        reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
+                    }
+                    Err(_) => None,
+                }
+            }
+            Handled::Stream(start) => {
+                let StreamStart { common, req, who, settings } = *start;
+                stream::open(session, &self.app, &common, req, who, settings).await;
+                None
+            }
+        }
+    }
+}
 
-    fn new_ctx(&self) -> Self::CTX {}
+/// How long an idle keep-alive connection may wait for its next request.
+const KEEPALIVE_SECONDS: u64 = 60;
 
-    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+impl Gateway {
+    async fn handle(&self, session: &mut ServerSession) -> Handled {
         let cfg = self.app.config.load_full();
         let origin = session.req_header().headers.get(http::header::ORIGIN);
-        let outcome = match cors::check(&cfg.cors, origin.map(|v| v.as_bytes())) {
+        let result = match cors::check(&cfg.cors, origin.map(|v| v.as_bytes())) {
             Ok(common) => match self.route(session, &cfg, &common).await {
-                Ok(()) => Ok(()),
+                Ok(Some(req)) => {
+                    return Handled::Stream(Box::new(StreamStart {
+                        common,
+                        req: req.0,
+                        who: req.1,
+                        settings: StreamSettings::from_config(&cfg),
+                    }))
+                }
+                Ok(None) => Ok(()),
                 Err(e) => reply::error(session, &common, &e).await,
             },
             Err(e) => reply::error(session, &CommonHeaders::default(), &e).await,
         };
-        if let Err(e) = outcome {
+        if let Err(e) = result {
             tracing::debug!(error = %e, "reply not fully written; client gone");
         }
-        Ok(true)
+        Handled::Replied
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        // Unreachable: request_filter answers every request (routes to upstream pools come later).
-        Err(Error::explain(HTTPStatus(404), "no route"))
-    }
-}
-
-impl Gateway {
+    /// Answers the request, or returns the stream it asks for.
     async fn route(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         cfg: &Config,
         common: &CommonHeaders,
-    ) -> std::result::Result<(), ApiError> {
+    ) -> std::result::Result<Option<(StreamRequest, Option<Principal>)>, ApiError> {
         let app = &self.app;
         let method = session.req_header().method.clone();
         let uri = session.req_header().uri.clone();
@@ -135,7 +171,7 @@ impl Gateway {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "reply not fully written; client gone");
             }
-            Ok(())
+            Ok(None)
         };
 
         if method == Method::OPTIONS {
@@ -145,7 +181,7 @@ impl Gateway {
 
         if path == cfg.sse.path {
             allow(&method, &[Method::GET])?;
-            return self.open_stream(session, cfg, common, query).await;
+            return self.check_stream(session, cfg, query).map(Some);
         }
         if path == cfg.metrics.path {
             allow(&method, &[Method::GET, Method::HEAD])?;
@@ -204,14 +240,14 @@ impl Gateway {
         }
     }
 
-    fn require_admin(&self, session: &Session) -> std::result::Result<(), ApiError> {
+    fn require_admin(&self, session: &ServerSession) -> std::result::Result<(), ApiError> {
         let who = self.app.auth.load().identify(session.req_header())?;
         auth::require_admin(who.as_ref())
     }
 
     async fn publish(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         cfg: &Config,
     ) -> std::result::Result<publish::Accepted, ApiError> {
         if self.app.drain.is_draining() {
@@ -232,13 +268,13 @@ impl Gateway {
         })
     }
 
-    async fn open_stream(
+    /// Everything that can refuse a stream, before anything is written.
+    fn check_stream(
         &self,
-        session: &mut Session,
+        session: &ServerSession,
         cfg: &Config,
-        common: &CommonHeaders,
         query: Option<&str>,
-    ) -> std::result::Result<(), ApiError> {
+    ) -> std::result::Result<(StreamRequest, Option<Principal>), ApiError> {
         if self.app.drain.is_draining() {
             return Err(ApiError::draining());
         }
@@ -250,17 +286,15 @@ impl Gateway {
         let req = StreamRequest::parse(query, header_id, cfg.limits.max_channels_per_connection)?;
         let who = self.app.auth.load().identify(session.req_header())?;
         stream::authorize(cfg, who.as_ref(), &req.channels)?;
-        let Some(_slot) = self.app.stream_slot(cfg.limits.max_connections) else {
+        if self.app.hub.clients().len() >= cfg.limits.max_connections {
             return Err(ApiError::new(
                 503,
                 "at_capacity",
                 "this node holds its maximum number of streams",
             )
             .retry_after(5));
-        };
-        let settings = StreamSettings::from_config(cfg);
-        let _ = stream::run(session, &self.app, common, req, who, settings).await;
-        Ok(())
+        }
+        Ok((req, who))
     }
 }
 
@@ -296,11 +330,12 @@ impl BackgroundService for Janitor {
     }
 }
 
-/// Read buffer per connection. Stream requests are small and a stream never reads a body, so the
-/// 64 KiB pingora default would be idle memory on every open stream; larger request heads and
-/// bodies are still read, just in more reads.
-const CONN_READ_BUFFER: usize = 4 * 1024;
-/// Write buffer per connection (pingora's default, one TCP segment).
+/// Connection read buffer: none. pingora reads a request head into its own buffer, and a stream
+/// never reads a body, so an L4 read buffer (64 KiB by pingora's default) would only be idle
+/// memory on every open stream.
+const CONN_READ_BUFFER: usize = 0;
+/// Connection write buffer (pingora's default, one TCP segment): lets a reply's header and body
+/// leave in one write.
 const CONN_WRITE_BUFFER: usize = 1460;
 
 /// A configured, not yet running gateway.
@@ -343,7 +378,7 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
     let mut server = Server::new_with_opt_and_conf(Some(Opt::default()), conf);
     server.bootstrap();
 
-    let mut http = http_proxy_service(&server.configuration, Gateway { app: app.clone() });
+    let mut http = Service::new("gateway".to_string(), Gateway { app: app.clone() });
     http.add_listener(
         ListenerConfig::tcp(listen.to_string())
             .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),

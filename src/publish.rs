@@ -1,7 +1,7 @@
 //! `POST /broadcast`: validate, authorize, hand to the broker, answer 202 once it is in history.
 
 use bytes::BytesMut;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, Action, Principal};
@@ -33,7 +33,7 @@ pub struct Accepted {
 }
 
 /// Reads the body, at most `limit` bytes; 413 beyond, without reading the rest.
-pub async fn read_body(session: &mut Session, limit: usize) -> Result<BytesMut, ApiError> {
+pub async fn read_body(session: &mut ServerSession, limit: usize) -> Result<BytesMut, ApiError> {
     let too_large = || {
         ApiError::new(
             413,
@@ -71,7 +71,7 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<BytesMut, 
 }
 
 /// Checks the content type: JSON only (415 otherwise).
-pub fn require_json(session: &Session) -> Result<(), ApiError> {
+pub fn require_json(session: &ServerSession) -> Result<(), ApiError> {
     let ct = session
         .req_header()
         .headers

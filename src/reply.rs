@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use pingora::Result;
 use serde::Serialize;
 
@@ -88,7 +88,7 @@ impl CommonHeaders {
 
 /// Sends a complete response with a body.
 pub async fn send(
-    session: &mut Session,
+    session: &mut ServerSession,
     common: &CommonHeaders,
     status: u16,
     content_type: &str,
@@ -105,17 +105,17 @@ pub async fn send(
     }
     common.apply(&mut resp)?;
     let head_only = session.req_header().method == http::Method::HEAD;
+    session.write_response_header(Box::new(resp)).await?;
     if body.is_empty() || head_only {
-        session.write_response_header(Box::new(resp), true).await
+        Ok(())
     } else {
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(body), true).await
+        session.write_response_body(body, true).await
     }
 }
 
 /// Sends `value` as a JSON body.
 pub async fn json<T: Serialize>(
-    session: &mut Session,
+    session: &mut ServerSession,
     common: &CommonHeaders,
     status: u16,
     value: &T,
@@ -125,7 +125,7 @@ pub async fn json<T: Serialize>(
 }
 
 /// Sends an error reply in the contract's shape, and counts it.
-pub async fn error(session: &mut Session, common: &CommonHeaders, err: &ApiError) -> Result<()> {
+pub async fn error(session: &mut ServerSession, common: &CommonHeaders, err: &ApiError) -> Result<()> {
     metrics::REQUESTS_REJECTED.with_label_values(&[err.code]).inc();
     let retry: Vec<(&'static str, String)> = err
         .retry_after

@@ -1,0 +1,230 @@
+//! One client's SSE stream: from `GET /events` to the last byte.
+//!
+//! [`request`] parses what the client asks for; [`open`] registers it with the hub, writes the
+//! response header through pingora and hands the connection to a task of its own; [`pump`] runs
+//! the stream itself against any [`Downstream`], which is how its timing is tested with paused
+//! time.
+
+mod pump;
+mod request;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use pump::{pump, Downstream, End, WriteError};
+pub use request::StreamRequest;
+
+use crate::auth::{self, Action, Principal};
+use crate::config::{Config, HeartbeatKind, Policy};
+use crate::gateway::App;
+use crate::hub::SubscribeRequest;
+use crate::metrics;
+use crate::reply::{ApiError, CommonHeaders};
+
+/// How long a write may take when `sse.idle_timeout` is not set: a client whose socket accepts
+/// nothing for this long is gone or hopelessly slow.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Checks the subscribe right for every channel.
+pub fn authorize(
+    cfg: &Config,
+    who: Option<&Principal>,
+    channels: &[Box<str>],
+) -> Result<(), ApiError> {
+    for channel in channels {
+        let policy = cfg
+            .channel_rule(channel)
+            .map_or(Policy::Claims, |r| r.subscribe);
+        auth::authorize(policy, who, Action::Subscribe, channel)?;
+    }
+    Ok(())
+}
+
+/// Everything a running stream needs to know, fixed when it opens.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub retry: Duration,
+    pub heartbeat_interval: Duration,
+    pub heartbeat: HeartbeatKind,
+    pub lifetime: Option<Duration>,
+    pub write_timeout: Duration,
+    pub padding: usize,
+    pub queue: usize,
+    /// Streams close at random moments within 90% of this once the node drains.
+    pub grace_period: Duration,
+}
+
+impl StreamSettings {
+    pub fn from_config(cfg: &Config) -> StreamSettings {
+        StreamSettings {
+            retry: cfg.sse.retry,
+            heartbeat_interval: cfg.sse.heartbeat_interval,
+            heartbeat: cfg.sse.heartbeat,
+            lifetime: cfg.sse.max_connection_lifetime,
+            write_timeout: cfg.sse.idle_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
+            padding: cfg.sse.padding,
+            queue: cfg.sse.client_queue,
+            grace_period: cfg.shutdown.grace_period,
+        }
+    }
+}
+
+/// Opens the stream: registers it with the hub, writes the response header, and hands the
+/// connection to a task of its own that runs it until it ends.
+///
+/// The hand-off is what keeps an idle stream small: the request-handling task (with pingora's
+/// session, its header buffer and the request future) ends here, and the stream task keeps only
+/// the socket and its own loop. On HTTP/1.1 that socket is the raw connection, written as chunked
+/// encoding directly; other protocols keep their session.
+pub async fn open(
+    mut session: ServerSession,
+    app: &Arc<App>,
+    common: &CommonHeaders,
+    req: StreamRequest,
+    who: Option<Principal>,
+    settings: StreamSettings,
+) {
+    let peer: Option<IpAddr> = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let sub = app.hub.subscribe(SubscribeRequest {
+        channels: req.channels,
+        types: req.types,
+        last_event_id: req.last_event_id,
+        peer,
+        principal: who.map(|p| p.name),
+        queue: settings.queue,
+    });
+    let header = match response_header(&session, common) {
+        Ok(header) => header,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build the stream's response header");
+            return;
+        }
+    };
+    if session.write_response_header(Box::new(header)).await.is_err() {
+        return;
+    }
+    metrics::STREAMS_OPENED.inc();
+    metrics::STREAMS_OPEN.inc();
+    tracing::debug!(client = sub.client.id, ?peer, "stream opened");
+    let drain = app.drain.clone();
+    match session {
+        ServerSession::H1(h1) => {
+            let mut out = ChunkedSocket {
+                stream: h1.into_inner(),
+                write_timeout: settings.write_timeout,
+            };
+            tokio::spawn(async move {
+                let end = pump(&mut out, sub, &settings, &drain).await;
+                finished(end);
+            });
+        }
+        other => {
+            let mut out = SessionOut {
+                session: other,
+                write_timeout: settings.write_timeout,
+            };
+            tokio::spawn(async move {
+                let end = pump(&mut out, sub, &settings, &drain).await;
+                finished(end);
+            });
+        }
+    }
+}
+
+fn finished(end: End) {
+    metrics::STREAMS_OPEN.dec();
+    metrics::STREAMS_CLOSED.with_label_values(&[end.label()]).inc();
+    if end == End::SlowConsumer {
+        metrics::SLOW_CONSUMERS.inc();
+    }
+}
+
+fn response_header(session: &ServerSession, common: &CommonHeaders) -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(200, Some(8))?;
+    resp.insert_header("content-type", "text/event-stream; charset=utf-8")?;
+    resp.insert_header("cache-control", "no-cache")?;
+    resp.insert_header("x-accel-buffering", "no")?;
+    if !session.is_http2() {
+        resp.insert_header("connection", "keep-alive")?;
+        // The body is written in chunks by `ChunkedSocket`; pingora strips this header on HTTP/2.
+        resp.insert_header("transfer-encoding", "chunked")?;
+    }
+    common.apply(&mut resp)?;
+    Ok(resp)
+}
+
+/// An HTTP/1.1 stream's connection after its header: events go out as chunks, written with one
+/// vectored write each (chunk size line, frames, CRLF) without copying the shared frames.
+struct ChunkedSocket {
+    stream: Stream,
+    write_timeout: Duration,
+}
+
+impl Downstream for ChunkedSocket {
+    async fn write(&mut self, chunk: Bytes, end: bool) -> Result<(), WriteError> {
+        let head = Bytes::from(format!("{:x}\r\n", chunk.len()));
+        let tail: &'static [u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+        let mut buf = head.chain(chunk).chain(tail);
+        let write = async {
+            self.stream.write_all_buf(&mut buf).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(WriteError::Closed),
+            Err(_) => Err(WriteError::TimedOut),
+        }
+    }
+
+    async fn gone(&mut self) {
+        // A client never sends on an SSE stream; anything it does send is ignored. End of file
+        // or an error means it has left.
+        let mut probe = [0u8; 64];
+        while let Ok(n) = self.stream.read(&mut probe).await {
+            if n == 0 {
+                return;
+            }
+        }
+    }
+}
+
+/// A stream on a protocol without a raw socket to hand off (HTTP/2): written through its session.
+struct SessionOut {
+    session: ServerSession,
+    write_timeout: Duration,
+}
+
+impl Downstream for SessionOut {
+    async fn write(&mut self, chunk: Bytes, end: bool) -> Result<(), WriteError> {
+        self.session.set_write_timeout(Some(self.write_timeout));
+        self.session
+            .write_response_body(chunk, end)
+            .await
+            .map_err(|e| {
+                if e.etype() == &pingora::ErrorType::WriteTimedout {
+                    WriteError::TimedOut
+                } else {
+                    WriteError::Closed
+                }
+            })
+    }
+
+    async fn gone(&mut self) {
+        loop {
+            match self.session.read_body_or_idle(true).await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The stream loop, independent of the transport.
+//!
+//! A stream waits on a few things at once: its live queue, the heartbeat timer, its lifetime
+//! deadline, the drain, a request to close it (from an operator, or from the hub when its queue
+//! overflowed), and the client leaving. Events arrive already encoded; whatever is queued is
+//! written as one chunk, so a burst costs one write.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand::Rng;
+use tokio::time::{sleep_until, Instant};
+
+use super::StreamSettings;
+use crate::config::HeartbeatKind;
+use crate::hub::{CloseReason, Event, EventId, Subscription};
+use crate::metrics;
+use crate::shutdown::Drain;
+use crate::sse;
+
+/// Most events written in one chunk: bounds a chunk's size while a fast channel is catching up.
+const MAX_BATCH: usize = 256;
+
+/// Where a stream's bytes go.
+pub trait Downstream {
+    /// Writes one chunk; `end` finishes the response after it.
+    fn write(
+        &mut self,
+        chunk: Bytes,
+        end: bool,
+    ) -> impl std::future::Future<Output = Result<(), WriteError>> + Send;
+
+    /// Resolves when the client has gone away.
+    fn gone(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The peer accepted no bytes within the write timeout.
+    TimedOut,
+    /// The connection is gone.
+    Closed,
+}
+
+/// Why a stream ended; the label of `sse_gateway_streams_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    ClientLeft,
+    SlowConsumer,
+    Kicked,
+    Lifetime,
+    IdleTimeout,
+    Shutdown,
+}
+
+impl End {
+    pub fn label(self) -> &'static str {
+        match self {
+            End::ClientLeft => "client_left",
+            End::SlowConsumer => "slow_consumer",
+            End::Kicked => "kicked",
+            End::Lifetime => "lifetime",
+            End::IdleTimeout => "idle_timeout",
+            End::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl From<CloseReason> for End {
+    fn from(reason: CloseReason) -> End {
+        match reason {
+            CloseReason::SlowConsumer => End::SlowConsumer,
+            CloseReason::Kicked => End::Kicked,
+        }
+    }
+}
+
+impl From<WriteError> for End {
+    fn from(e: WriteError) -> End {
+        match e {
+            WriteError::TimedOut => End::IdleTimeout,
+            WriteError::Closed => End::ClientLeft,
+        }
+    }
+}
+
+/// Runs a registered stream until it ends: the opening chunk (retry, a comment so `EventSource`
+/// fires `open` at once, padding, then the reset notice or the replay), then live events and
+/// heartbeats, then (at lifetime or drain) the queued events and a jittered `retry:`.
+pub async fn pump<D: Downstream>(
+    out: &mut D,
+    sub: Subscription,
+    settings: &StreamSettings,
+    drain: &Drain,
+) -> End {
+    let Subscription {
+        client,
+        replay,
+        reset,
+        position,
+        mut live,
+        guard: _unregister_on_drop,
+    } = sub;
+
+    let mut last_id = position;
+    let replay_bytes: usize = replay.iter().map(|e| e.frame.len()).sum();
+    let mut opening = BytesMut::with_capacity(96 + settings.padding + replay_bytes);
+    opening.extend_from_slice(&sse::encode_retry(settings.retry.as_millis() as u64));
+    opening.extend_from_slice(&sse::encode_comment("connected"));
+    opening.extend_from_slice(&sse::encode_padding(settings.padding));
+    if let Some(reason) = reset {
+        let data = format!(r#"{{"reason":"{}"}}"#, reason.as_str());
+        opening.extend_from_slice(&sse::encode_event(&position.to_string(), "reset", &data));
+    }
+    for event in &replay {
+        opening.extend_from_slice(&event.frame);
+        last_id = event.id;
+    }
+    if let Err(e) = out.write(opening.freeze(), false).await {
+        return e.into();
+    }
+    count_sent(&client.events_sent, &replay);
+    drop(replay);
+
+    let opened = Instant::now();
+    let mut close_at = settings.lifetime.map(|l| opened + jitter_down(l));
+    let mut closing = End::Lifetime;
+    let mut next_heartbeat = opened + settings.heartbeat_interval;
+    let mut draining = false;
+    let mut batch: Vec<Arc<Event>> = Vec::with_capacity(8);
+
+    let end = loop {
+        let chunk = tokio::select! {
+            biased;
+            reason = client.closed() => break reason.into(),
+            received = live.recv_many(&mut batch, MAX_BATCH) => {
+                if received == 0 {
+                    // The hub dropped our queue, which it only does when closing us.
+                    break client.closed().await.into();
+                }
+                if let Some(last) = batch.last() {
+                    last_id = last.id;
+                }
+                frames_of(&batch)
+            }
+            _ = sleep_until(next_heartbeat) => heartbeat(settings.heartbeat, last_id),
+            _ = sleep_until_opt(close_at) => break closing,
+            _ = drain.started(), if !draining => {
+                draining = true;
+                closing = End::Shutdown;
+                let spread = settings.grace_period.mul_f64(0.9 * rand::rng().random::<f64>());
+                let at = Instant::now() + spread;
+                close_at = Some(close_at.map_or(at, |c| c.min(at)));
+                continue;
+            }
+            _ = out.gone() => break End::ClientLeft,
+        };
+        let written = tokio::select! {
+            biased;
+            // Do not wait for a write to a client that is being closed anyway.
+            reason = client.closed() => break reason.into(),
+            r = out.write(chunk, false) => r,
+        };
+        if let Err(e) = written {
+            break e.into();
+        }
+        next_heartbeat = Instant::now() + settings.heartbeat_interval;
+        count_sent(&client.events_sent, &batch);
+        for event in batch.drain(..) {
+            metrics::DELIVERY_LATENCY.observe(event.accepted_at.elapsed().as_secs_f64());
+        }
+    };
+
+    if matches!(end, End::Lifetime | End::Shutdown) {
+        // Flush what is already queued, then say when to come back: jittered, so a whole node's
+        // clients do not reconnect in the same instant.
+        let mut last = BytesMut::new();
+        while let Ok(event) = live.try_recv() {
+            last.extend_from_slice(&event.frame);
+        }
+        last.extend_from_slice(&sse::encode_retry(
+            jitter_up(settings.retry).as_millis() as u64,
+        ));
+        let _ = out.write(last.freeze(), true).await;
+    }
+    end
+}
+
+fn count_sent(counter: &std::sync::atomic::AtomicU64, events: &[Arc<Event>]) {
+    counter.fetch_add(events.len() as u64, Ordering::Relaxed);
+    metrics::EVENTS_DELIVERED.inc_by(events.len() as u64);
+}
+
+/// One chunk holding every frame of the batch (no copy for a batch of one).
+fn frames_of(batch: &[Arc<Event>]) -> Bytes {
+    if let [one] = batch {
+        return one.frame.clone();
+    }
+    let mut buf = BytesMut::with_capacity(batch.iter().map(|e| e.frame.len()).sum());
+    for event in batch {
+        buf.extend_from_slice(&event.frame);
+    }
+    buf.freeze()
+}
+
+fn heartbeat(kind: HeartbeatKind, last_id: EventId) -> Bytes {
+    match kind {
+        HeartbeatKind::Comment => Bytes::from_static(b": heartbeat\n\n"),
+        // An event must carry an id; repeating the last one leaves the resume point unchanged.
+        HeartbeatKind::Event => sse::encode_event(&last_id.to_string(), "heartbeat", ""),
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `d` shortened by up to 10%: lifetimes never exceed the configured maximum.
+fn jitter_down(d: Duration) -> Duration {
+    d.mul_f64(1.0 - 0.1 * rand::rng().random::<f64>())
+}
+
+/// `d` lengthened by up to 100%: reconnects spread over one more retry interval.
+fn jitter_up(d: Duration) -> Duration {
+    d.mul_f64(1.0 + rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests;
