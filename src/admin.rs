@@ -102,9 +102,9 @@ pub fn clients(app: &App, query: Option<&str>) -> Result<ClientsPage, ApiError> 
                     })?
             }
             "cursor" => {
-                after = value
-                    .parse()
-                    .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one we gave"))?
+                after = value.parse().map_err(|_| {
+                    ApiError::bad_request("invalid_cursor", "cursor is not one we gave")
+                })?
             }
             _ => {}
         }

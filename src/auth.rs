@@ -60,7 +60,9 @@ fn presented_key(req: &RequestHeader) -> Option<&[u8]> {
     }
     let auth = req.headers.get(http::header::AUTHORIZATION)?.as_bytes();
     let (scheme, token) = auth.split_at_checked(7)?;
-    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token.trim_ascii())
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then_some(token.trim_ascii())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -116,7 +118,11 @@ pub fn require_admin(who: Option<&Principal>) -> Result<(), ApiError> {
     match who {
         None => Err(unauthenticated("admin endpoints need a credential")),
         Some(p) if p.admin => Ok(()),
-        Some(_) => Err(ApiError::new(403, "forbidden", "the credential has no admin right")),
+        Some(_) => Err(ApiError::new(
+            403,
+            "forbidden",
+            "the credential has no admin right",
+        )),
     }
 }
 
@@ -146,22 +152,59 @@ mod tests {
     #[test]
     fn keys_by_header_and_bearer() {
         let a = auth();
-        assert!(a.identify(&req(&[("x-api-key", "s3cret")])).unwrap().is_some());
-        assert!(a.identify(&req(&[("authorization", "Bearer s3cret")])).unwrap().is_some());
-        assert!(a.identify(&req(&[("authorization", "bearer s3cret")])).unwrap().is_some());
+        assert!(a
+            .identify(&req(&[("x-api-key", "s3cret")]))
+            .unwrap()
+            .is_some());
+        assert!(a
+            .identify(&req(&[("authorization", "Bearer s3cret")]))
+            .unwrap()
+            .is_some());
+        assert!(a
+            .identify(&req(&[("authorization", "bearer s3cret")]))
+            .unwrap()
+            .is_some());
         assert!(a.identify(&req(&[])).unwrap().is_none());
-        assert_eq!(a.identify(&req(&[("x-api-key", "nope")])).unwrap_err().status, 401);
-        assert_eq!(a.identify(&req(&[("authorization", "Basic s3cret")])).unwrap().map(|p| p.name), None);
+        assert_eq!(
+            a.identify(&req(&[("x-api-key", "nope")]))
+                .unwrap_err()
+                .status,
+            401
+        );
+        assert_eq!(
+            a.identify(&req(&[("authorization", "Basic s3cret")]))
+                .unwrap()
+                .map(|p| p.name),
+            None
+        );
     }
 
     #[test]
     fn policies() {
-        let p = auth().identify(&req(&[("x-api-key", "s3cret")])).unwrap().unwrap();
+        let p = auth()
+            .identify(&req(&[("x-api-key", "s3cret")]))
+            .unwrap()
+            .unwrap();
         assert!(authorize(Policy::Public, None, Action::Publish, "x").is_ok());
-        assert_eq!(authorize(Policy::Claims, None, Action::Publish, "news").unwrap_err().status, 401);
+        assert_eq!(
+            authorize(Policy::Claims, None, Action::Publish, "news")
+                .unwrap_err()
+                .status,
+            401
+        );
         assert!(authorize(Policy::Claims, Some(&p), Action::Publish, "news.eu").is_ok());
-        assert_eq!(authorize(Policy::Claims, Some(&p), Action::Publish, "sport").unwrap_err().status, 403);
-        assert_eq!(authorize(Policy::Claims, Some(&p), Action::Subscribe, "news").unwrap_err().status, 403);
+        assert_eq!(
+            authorize(Policy::Claims, Some(&p), Action::Publish, "sport")
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(
+            authorize(Policy::Claims, Some(&p), Action::Subscribe, "news")
+                .unwrap_err()
+                .status,
+            403
+        );
         assert!(authorize(Policy::Authenticated, Some(&p), Action::Subscribe, "any").is_ok());
         assert_eq!(require_admin(Some(&p)).unwrap_err().status, 403);
     }

@@ -60,14 +60,26 @@ mod tests {
 
     #[test]
     fn exact_origin_is_echoed_with_credentials() {
-        let h = check(&cfg(&["http://a.test"], false, true), Some(b"http://a.test")).unwrap();
-        assert!(h.0.contains(&("access-control-allow-origin", "http://a.test".into())));
-        assert!(h.0.contains(&("access-control-allow-credentials", "true".into())));
+        let h = check(
+            &cfg(&["http://a.test"], false, true),
+            Some(b"http://a.test"),
+        )
+        .unwrap();
+        assert!(h
+            .0
+            .contains(&("access-control-allow-origin", "http://a.test".into())));
+        assert!(h
+            .0
+            .contains(&("access-control-allow-credentials", "true".into())));
     }
 
     #[test]
     fn unlisted_origin_is_forbidden_unless_any() {
-        let err = check(&cfg(&["http://a.test"], false, true), Some(b"http://evil.test")).unwrap_err();
+        let err = check(
+            &cfg(&["http://a.test"], false, true),
+            Some(b"http://evil.test"),
+        )
+        .unwrap_err();
         assert_eq!(err.status, 403);
         let h = check(&cfg(&[], true, false), Some(b"http://evil.test")).unwrap();
         assert_eq!(h.0, vec![("access-control-allow-origin", "*".to_string())]);

@@ -10,15 +10,15 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::Method;
-use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
-use pingora::server::Server;
-use pingora::services::listening::Service;
-use pingora::Result;
 use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
 use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use pingora::Result;
 
 use crate::admin;
 use crate::auth::{self, Authenticator, Principal};
@@ -107,7 +107,11 @@ impl HttpServerApp for Gateway {
                 return None;
             }
         }
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECONDS) });
+        session.set_keepalive(if *shutdown.borrow() {
+            None
+        } else {
+            Some(KEEPALIVE_SECONDS)
+        });
         match self.handle(&mut session).await {
             Handled::Replied => {
                 let settings = HttpPersistentSettings::for_session(&session);
@@ -119,7 +123,12 @@ impl HttpServerApp for Gateway {
                 }
             }
             Handled::Stream(start) => {
-                let StreamStart { common, req, who, settings } = *start;
+                let StreamStart {
+                    common,
+                    req,
+                    who,
+                    settings,
+                } = *start;
                 stream::open(session, &self.app, &common, req, who, settings).await;
                 None
             }
@@ -235,7 +244,17 @@ impl Gateway {
                     "no-cache"
                 };
                 let headers = [("cache-control", cache.to_string())];
-                sent(reply::send(session, common, 200, file.content_type, &headers, file.body.into()).await)
+                sent(
+                    reply::send(
+                        session,
+                        common,
+                        200,
+                        file.content_type,
+                        &headers,
+                        file.body.into(),
+                    )
+                    .await,
+                )
             }
         }
     }
@@ -259,9 +278,10 @@ impl Gateway {
         let draft = publish::parse(&body, cfg)?;
         publish::authorize(cfg, who.as_ref(), &draft)?;
         let channels = draft.channels.iter().map(|c| c.to_string()).collect();
-        let id = self.app.broker.publish(draft).await.map_err(|e| {
-            ApiError::new(503, "broker_unavailable", e.to_string()).retry_after(1)
-        })?;
+        let id =
+            self.app.broker.publish(draft).await.map_err(|e| {
+                ApiError::new(503, "broker_unavailable", e.to_string()).retry_after(1)
+            })?;
         Ok(publish::Accepted {
             id: id.to_string(),
             channels,
@@ -384,7 +404,12 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
             .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
     );
     server.add_service(http);
-    server.add_service(background_service("janitor", Janitor { hub: app.hub.clone() }));
+    server.add_service(background_service(
+        "janitor",
+        Janitor {
+            hub: app.hub.clone(),
+        },
+    ));
     Ok(Built {
         server,
         app,

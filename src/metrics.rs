@@ -56,7 +56,15 @@ metric!(DRAINING: IntGauge = register_int_gauge!(
 pub fn init() {
     LazyLock::force(&STREAMS_OPEN);
     LazyLock::force(&STREAMS_OPENED);
-    for reason in ["client_left", "slow_consumer", "kicked", "lifetime", "idle_timeout", "write_error", "shutdown"] {
+    for reason in [
+        "client_left",
+        "slow_consumer",
+        "kicked",
+        "lifetime",
+        "idle_timeout",
+        "write_error",
+        "shutdown",
+    ] {
         STREAMS_CLOSED.with_label_values(&[reason]);
     }
     LazyLock::force(&SLOW_CONSUMERS);

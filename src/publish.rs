@@ -97,7 +97,12 @@ pub fn parse(body: &[u8], cfg: &Config) -> Result<Draft, ApiError> {
     let names = match (body.channel, body.channels) {
         (Some(one), None) => vec![one],
         (None, Some(many)) if !many.is_empty() => many,
-        (None, Some(_)) => return Err(ApiError::bad_request("missing_channel", "channels is empty")),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "missing_channel",
+                "channels is empty",
+            ))
+        }
         (None, None) => {
             return Err(ApiError::bad_request(
                 "missing_channel",
@@ -159,7 +164,9 @@ pub fn parse(body: &[u8], cfg: &Config) -> Result<Draft, ApiError> {
 /// Checks the publish right on every channel of the draft.
 pub fn authorize(cfg: &Config, who: Option<&Principal>, draft: &Draft) -> Result<(), ApiError> {
     for channel in draft.channels.iter() {
-        let policy = cfg.channel_rule(channel).map_or(Policy::Claims, |r| r.publish);
+        let policy = cfg
+            .channel_rule(channel)
+            .map_or(Policy::Claims, |r| r.publish);
         auth::authorize(policy, who, Action::Publish, channel)?;
     }
     Ok(())

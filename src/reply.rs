@@ -49,7 +49,12 @@ impl ApiError {
     }
 
     pub fn draining() -> ApiError {
-        ApiError::new(503, "draining", "this node is shutting down; retry on another").retry_after(1)
+        ApiError::new(
+            503,
+            "draining",
+            "this node is shutting down; retry on another",
+        )
+        .retry_after(1)
     }
 
     fn body(&self) -> Bytes {
@@ -121,12 +126,26 @@ pub async fn json<T: Serialize>(
     value: &T,
 ) -> Result<()> {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    send(session, common, status, "application/json", &[], body.into()).await
+    send(
+        session,
+        common,
+        status,
+        "application/json",
+        &[],
+        body.into(),
+    )
+    .await
 }
 
 /// Sends an error reply in the contract's shape, and counts it.
-pub async fn error(session: &mut ServerSession, common: &CommonHeaders, err: &ApiError) -> Result<()> {
-    metrics::REQUESTS_REJECTED.with_label_values(&[err.code]).inc();
+pub async fn error(
+    session: &mut ServerSession,
+    common: &CommonHeaders,
+    err: &ApiError,
+) -> Result<()> {
+    metrics::REQUESTS_REJECTED
+        .with_label_values(&[err.code])
+        .inc();
     let retry: Vec<(&'static str, String)> = err
         .retry_after
         .map(|s| ("retry-after", s.to_string()))

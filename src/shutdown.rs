@@ -89,10 +89,7 @@ impl ShutdownSignalWatch for SignalWatch {
         while !self.hub.clients().is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tracing::info!(
-            left = self.hub.clients().len(),
-            "drain finished; exiting"
-        );
+        tracing::info!(left = self.hub.clients().len(), "drain finished; exiting");
         ShutdownSignal::GracefulTerminate
     }
 }

@@ -19,23 +19,35 @@ pub struct StaticFile {
 /// routes of the single-page app) serve `index.html`. Anything that would leave `root` is 404.
 pub async fn lookup(root: &Path, raw_path: &str) -> Result<StaticFile, ApiError> {
     let rel = safe_relative(raw_path).ok_or_else(ApiError::not_found)?;
-    let root = tokio::fs::canonicalize(root).await.map_err(|_| ApiError::not_found())?;
+    let root = tokio::fs::canonicalize(root)
+        .await
+        .map_err(|_| ApiError::not_found())?;
     let mut candidate = root.join(&rel);
-    if rel.as_os_str().is_empty() || tokio::fs::metadata(&candidate).await.is_ok_and(|m| m.is_dir()) {
+    if rel.as_os_str().is_empty()
+        || tokio::fs::metadata(&candidate)
+            .await
+            .is_ok_and(|m| m.is_dir())
+    {
         candidate = candidate.join("index.html");
     } else if rel.extension().is_none() && tokio::fs::metadata(&candidate).await.is_err() {
         candidate = root.join("index.html");
     }
     // Symlinks inside the directory must not lead outside it either.
-    let real = tokio::fs::canonicalize(&candidate).await.map_err(|_| ApiError::not_found())?;
+    let real = tokio::fs::canonicalize(&candidate)
+        .await
+        .map_err(|_| ApiError::not_found())?;
     if !real.starts_with(&root) {
         return Err(ApiError::not_found());
     }
-    let meta = tokio::fs::metadata(&real).await.map_err(|_| ApiError::not_found())?;
+    let meta = tokio::fs::metadata(&real)
+        .await
+        .map_err(|_| ApiError::not_found())?;
     if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
         return Err(ApiError::not_found());
     }
-    let body = tokio::fs::read(&real).await.map_err(|_| ApiError::not_found())?;
+    let body = tokio::fs::read(&real)
+        .await
+        .map_err(|_| ApiError::not_found())?;
     Ok(StaticFile {
         content_type: content_type(&real),
         body,
@@ -105,10 +117,22 @@ mod tests {
 
     #[test]
     fn traversal_is_refused() {
-        for bad in ["/../etc/passwd", "/a/../../x", "/%2e%2e/x", "/%2E%2E%2Fx", "/a\\..\\b", "/%00", "/%zz", "/%"] {
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/%2E%2E%2Fx",
+            "/a\\..\\b",
+            "/%00",
+            "/%zz",
+            "/%",
+        ] {
             assert_eq!(safe_relative(bad), None, "{bad}");
         }
-        assert_eq!(safe_relative("/assets/app.js"), Some(PathBuf::from("assets/app.js")));
+        assert_eq!(
+            safe_relative("/assets/app.js"),
+            Some(PathBuf::from("assets/app.js"))
+        );
         assert_eq!(safe_relative("/"), Some(PathBuf::new()));
         assert_eq!(safe_relative("/./a"), Some(PathBuf::from("a")));
     }
@@ -122,12 +146,21 @@ mod tests {
         std::fs::write(dir.join("secret.txt"), "no").unwrap();
         let root = dir.join("www");
         let f = lookup(&root, "/").await.unwrap();
-        assert_eq!((f.content_type, f.body.as_slice()), ("text/html; charset=utf-8", &b"<html>"[..]));
+        assert_eq!(
+            (f.content_type, f.body.as_slice()),
+            ("text/html; charset=utf-8", &b"<html>"[..])
+        );
         let f = lookup(&root, "/assets/a.js").await.unwrap();
         assert!(f.immutable && f.content_type.starts_with("text/javascript"));
         assert_eq!(lookup(&root, "/some/route").await.unwrap().body, b"<html>");
-        assert_eq!(lookup(&root, "/missing.js").await.err().unwrap().status, 404);
-        assert_eq!(lookup(&root, "/../secret.txt").await.err().unwrap().status, 404);
+        assert_eq!(
+            lookup(&root, "/missing.js").await.err().unwrap().status,
+            404
+        );
+        assert_eq!(
+            lookup(&root, "/../secret.txt").await.err().unwrap().status,
+            404
+        );
         std::os::unix::fs::symlink(dir.join("secret.txt"), root.join("link.txt")).unwrap();
         assert_eq!(lookup(&root, "/link.txt").await.err().unwrap().status, 404);
         std::fs::remove_dir_all(&dir).unwrap();

@@ -16,9 +16,19 @@ async fn admin_endpoints_need_an_admin_credential() {
     for path in ["/stats", "/clients"] {
         let resp = http().get(gw.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{path}");
-        let resp = http().get(gw.url(path)).header("x-api-key", LIMITED_KEY).send().await.unwrap();
+        let resp = http()
+            .get(gw.url(path))
+            .header("x-api-key", LIMITED_KEY)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 403, "{path}");
-        let resp = http().get(gw.url(path)).header("x-api-key", "wrong").send().await.unwrap();
+        let resp = http()
+            .get(gw.url(path))
+            .header("x-api-key", "wrong")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 401, "{path}");
     }
     let resp = http().delete(gw.url("/clients/1")).send().await.unwrap();
@@ -32,7 +42,10 @@ async fn clients_page_with_a_cursor_and_can_be_disconnected() {
     for i in 0..7 {
         streams.push(SseClient::connect(&gw.url(&format!("/events?channel=c{i}&types=t"))).await);
     }
-    eventually(T, "7 clients listed", || async { gw.admin_get("/stats").await["streams"]["open"] == 7 }).await;
+    eventually(T, "7 clients listed", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 7
+    })
+    .await;
     let mut ids = BTreeSet::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0;
@@ -56,24 +69,51 @@ async fn clients_page_with_a_cursor_and_can_be_disconnected() {
     }
     assert_eq!((ids.len(), pages), (7, 3));
 
-    for bad in ["/clients?limit=0", "/clients?limit=abc", "/clients?limit=100000", "/clients?cursor=x"] {
-        let resp = http().get(gw.url(bad)).header("x-api-key", KEY).send().await.unwrap();
+    for bad in [
+        "/clients?limit=0",
+        "/clients?limit=abc",
+        "/clients?limit=100000",
+        "/clients?cursor=x",
+    ] {
+        let resp = http()
+            .get(gw.url(bad))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{bad}");
     }
 
     // Disconnect the first client: its stream ends, the others stay.
     let first = ids.iter().next().unwrap().clone();
-    let resp = http().delete(gw.url(&format!("/clients/{first}"))).header("x-api-key", KEY).send().await.unwrap();
+    let resp = http()
+        .delete(gw.url(&format!("/clients/{first}")))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 204);
     streams[0].until_end(T).await;
-    eventually(T, "6 left", || async { gw.admin_get("/stats").await["streams"]["open"] == 6 }).await;
+    eventually(T, "6 left", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 6
+    })
+    .await;
     for missing in ["999999", "abc", first.as_str()] {
-        let resp = http().delete(gw.url(&format!("/clients/{missing}"))).header("x-api-key", KEY).send().await.unwrap();
+        let resp = http()
+            .delete(gw.url(&format!("/clients/{missing}")))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 404, "{missing}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "client_not_found");
     }
-    assert_eq!(gw.metric("sse_gateway_streams_closed_total", "reason=\"kicked\"").await, 1.0);
+    assert_eq!(
+        gw.metric("sse_gateway_streams_closed_total", "reason=\"kicked\"")
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -89,12 +129,22 @@ async fn stats_and_metrics_reflect_traffic() {
     assert_eq!(stats["events"]["published_total"], 3);
     assert_eq!(stats["node"]["broker"], "memory");
     assert_eq!(stats["node"]["draining"], false);
-    assert!(stats["node"]["last_event_id"].as_str().unwrap().ends_with("-3"));
+    assert!(stats["node"]["last_event_id"]
+        .as_str()
+        .unwrap()
+        .ends_with("-3"));
     eventually(T, "delivery counted", || async {
         gw.metric("sse_gateway_events_delivered_total", "").await == 3.0
     })
     .await;
-    let text = http().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = http()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "sse_gateway_streams_open",
         "sse_gateway_events_published_total",
@@ -105,9 +155,18 @@ async fn stats_and_metrics_reflect_traffic() {
     ] {
         assert!(text.contains(name), "{name} missing");
     }
-    assert_eq!(metric_value(&text, "sse_gateway_publish_to_write_seconds_count", ""), 3.0);
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        assert!(line.starts_with("sse_gateway_") || line.starts_with("process_"), "{line}");
+    assert_eq!(
+        metric_value(&text, "sse_gateway_publish_to_write_seconds_count", ""),
+        3.0
+    );
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(
+            line.starts_with("sse_gateway_") || line.starts_with("process_"),
+            "{line}"
+        );
     }
 }
 
@@ -124,19 +183,44 @@ async fn health_and_readiness() {
 async fn static_ui_is_served_without_traversal() {
     let www = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(www.path().join("assets")).unwrap();
-    std::fs::write(www.path().join("index.html"), "<!doctype html><title>ui</title>").unwrap();
+    std::fs::write(
+        www.path().join("index.html"),
+        "<!doctype html><title>ui</title>",
+    )
+    .unwrap();
     std::fs::write(www.path().join("assets/app-1234.js"), "console.log(1)").unwrap();
     let gw = Gateway::start(&format!("static_dir: {}\n", www.path().display()));
     let resp = http().get(gw.url("/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/html; charset=utf-8");
-    let resp = http().get(gw.url("/assets/app-1234.js")).send().await.unwrap();
-    assert_eq!(resp.headers()["content-type"], "text/javascript; charset=utf-8");
-    assert!(resp.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    let resp = http()
+        .get(gw.url("/assets/app-1234.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(resp.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
     // Raw request lines, so no client normalises the dots away.
-    for path in ["/../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/assets/..%2f..%2fetc/passwd"] {
-        let reply = raw_request(&gw, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).await;
-        assert!(reply.starts_with("HTTP/1.1 404") || reply.starts_with("HTTP/1.1 400"), "{path}: {reply}");
+    for path in [
+        "/../../../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/assets/..%2f..%2fetc/passwd",
+    ] {
+        let reply = raw_request(
+            &gw,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            reply.starts_with("HTTP/1.1 404") || reply.starts_with("HTTP/1.1 400"),
+            "{path}: {reply}"
+        );
         assert!(!reply.contains("root:"), "{path}");
     }
 }

@@ -13,15 +13,25 @@ async fn stream_opens_at_once_with_contract_headers_retry_and_comment() {
     let gw = Gateway::start("sse:\n  retry: 2500ms\n");
     let mut c = SseClient::connect(&gw.url("/events?channel=news")).await;
     assert_eq!(c.status, 200);
-    assert_eq!(c.headers["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(
+        c.headers["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
     assert_eq!(c.headers["cache-control"], "no-cache");
     assert_eq!(c.headers["x-accel-buffering"], "no");
     assert_eq!(c.headers["connection"], "keep-alive");
     // Nothing was published: the opening must arrive by itself.
     let first = c.next_item(T).await.expect("retry");
     assert_eq!(first, sse_gateway::sse::parse::ParsedItem::Retry(2500));
-    assert!(matches!(c.next_item(T).await, Some(sse_gateway::sse::parse::ParsedItem::Comment(_))));
-    assert!(c.raw.starts_with(b"retry: 2500\n"), "{:?}", String::from_utf8_lossy(&c.raw));
+    assert!(matches!(
+        c.next_item(T).await,
+        Some(sse_gateway::sse::parse::ParsedItem::Comment(_))
+    ));
+    assert!(
+        c.raw.starts_with(b"retry: 2500\n"),
+        "{:?}",
+        String::from_utf8_lossy(&c.raw)
+    );
 }
 
 #[tokio::test]
@@ -31,7 +41,10 @@ async fn events_carry_id_event_data_and_ids_strictly_increase() {
     c.next_item(T).await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(gw.publish_ok("news", "headline", &format!("story {i}")).await);
+        ids.push(
+            gw.publish_ok("news", "headline", &format!("story {i}"))
+                .await,
+        );
     }
     let got = c.events(5, T).await;
     for (i, e) in got.iter().enumerate() {
@@ -40,8 +53,17 @@ async fn events_carry_id_event_data_and_ids_strictly_increase() {
         assert_eq!(e.data, format!("story {i}"));
     }
     let text = String::from_utf8_lossy(&c.raw);
-    assert!(text.contains(&format!("id: {}\nevent: headline\ndata: story 0\n\n", ids[0])), "{text}");
-    let seqs: Vec<u64> = ids.iter().map(|id| id.rsplit('-').next().unwrap().parse().unwrap()).collect();
+    assert!(
+        text.contains(&format!(
+            "id: {}\nevent: headline\ndata: story 0\n\n",
+            ids[0]
+        )),
+        "{text}"
+    );
+    let seqs: Vec<u64> = ids
+        .iter()
+        .map(|id| id.rsplit('-').next().unwrap().parse().unwrap())
+        .collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 }
 
@@ -82,32 +104,54 @@ async fn types_filter_delivers_only_those_types() {
     gw.publish_ok("n", "alert", "yes 1").await;
     gw.publish_ok("n", "message", "no").await;
     gw.publish_ok("n", "notification", "yes 2").await;
-    let got: Vec<(String, String)> = c.events(2, T).await.into_iter().map(|e| (e.event, e.data)).collect();
-    assert_eq!(got, [("alert".into(), "yes 1".into()), ("notification".into(), "yes 2".into())]);
+    let got: Vec<(String, String)> = c
+        .events(2, T)
+        .await
+        .into_iter()
+        .map(|e| (e.event, e.data))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("alert".into(), "yes 1".into()),
+            ("notification".into(), "yes 2".into())
+        ]
+    );
 }
 
 #[tokio::test]
 async fn multi_line_data_becomes_several_data_lines_and_cannot_inject_fields() {
     let gw = Gateway::start("");
     let mut c = SseClient::connect(&gw.url("/events?channel=m")).await;
-    gw.publish_ok("m", "message", "one\r\ntwo\nthree\rfour").await;
-    gw.publish_ok("m", "message", "x\n\nevent: admin\ndata: y\nid: 999").await;
+    gw.publish_ok("m", "message", "one\r\ntwo\nthree\rfour")
+        .await;
+    gw.publish_ok("m", "message", "x\n\nevent: admin\ndata: y\nid: 999")
+        .await;
     let got = c.events(2, T).await;
     assert_eq!(got[0].data, "one\ntwo\nthree\nfour");
     assert_eq!(got[1].data, "x\n\nevent: admin\ndata: y\nid: 999");
     assert_eq!(got[1].event, "message");
     let text = String::from_utf8_lossy(&c.raw);
-    assert!(text.contains("data: one\ndata: two\ndata: three\ndata: four\n\n"), "{text}");
-    assert!(text.contains("data: x\ndata: \ndata: event: admin\ndata: data: y\ndata: id: 999\n\n"), "{text}");
+    assert!(
+        text.contains("data: one\ndata: two\ndata: three\ndata: four\n\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("data: x\ndata: \ndata: event: admin\ndata: data: y\ndata: id: 999\n\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn json_data_is_sent_compact_and_strings_verbatim() {
     let gw = Gateway::start("");
     let mut c = SseClient::connect(&gw.url("/events?channel=j")).await;
-    gw.publish(serde_json::json!({"channel": "j", "data": {"a": [1, 2], "b": null}})).await;
-    gw.publish(serde_json::json!({"channel": "j", "data": "{\"raw\": true}"})).await;
-    gw.publish(serde_json::json!({"channel": "j", "data": 42})).await;
+    gw.publish(serde_json::json!({"channel": "j", "data": {"a": [1, 2], "b": null}}))
+        .await;
+    gw.publish(serde_json::json!({"channel": "j", "data": "{\"raw\": true}"}))
+        .await;
+    gw.publish(serde_json::json!({"channel": "j", "data": 42}))
+        .await;
     let got: Vec<String> = c.events(3, T).await.into_iter().map(|e| e.data).collect();
     assert_eq!(got, [r#"{"a":[1,2],"b":null}"#, r#"{"raw": true}"#, "42"]);
 }
@@ -119,13 +163,24 @@ async fn heartbeat_comments_keep_an_idle_stream_alive() {
     let mut comments = 0;
     let started = std::time::Instant::now();
     while comments < 4 {
-        match c.next_item(Duration::from_secs(2)).await.expect("heartbeat") {
+        match c
+            .next_item(Duration::from_secs(2))
+            .await
+            .expect("heartbeat")
+        {
             sse_gateway::sse::parse::ParsedItem::Comment(_) => comments += 1,
-            other => assert!(matches!(other, sse_gateway::sse::parse::ParsedItem::Retry(_)), "{other:?}"),
+            other => assert!(
+                matches!(other, sse_gateway::sse::parse::ParsedItem::Retry(_)),
+                "{other:?}"
+            ),
         }
     }
     // The opening comment plus three heartbeats at 200 ms: not much faster than 600 ms.
-    assert!(started.elapsed() >= Duration::from_millis(500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -166,9 +221,15 @@ async fn bad_stream_requests_get_json_errors() {
         assert_eq!(resp.headers()["content-type"], "application/json");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
-    let resp = http().post(gw.url("/events?channel=a")).send().await.unwrap();
+    let resp = http()
+        .post(gw.url("/events?channel=a"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
 }
 
@@ -192,12 +253,21 @@ async fn many_clients_all_receive_every_event() {
 #[tokio::test]
 async fn cors_echoes_allowed_origins_and_refuses_others() {
     let gw = Gateway::start("");
-    let c = SseClient::connect_with(&gw.url("/events?channel=c"), &[("origin", "http://app.test")]).await;
+    let c = SseClient::connect_with(
+        &gw.url("/events?channel=c"),
+        &[("origin", "http://app.test")],
+    )
+    .await;
     assert_eq!(c.status, 200);
     assert_eq!(c.headers["access-control-allow-origin"], "http://app.test");
     assert_eq!(c.headers["access-control-allow-credentials"], "true");
     for path in ["/events?channel=c", "/healthz", "/stats"] {
-        let resp = http().get(gw.url(path)).header("origin", "http://evil.test").send().await.unwrap();
+        let resp = http()
+            .get(gw.url(path))
+            .header("origin", "http://evil.test")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 403, "{path}");
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "origin_not_allowed");
@@ -210,10 +280,16 @@ async fn cors_echoes_allowed_origins_and_refuses_others() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 204);
-    let allow_headers = resp.headers()["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    let allow_headers = resp.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
     for h in ["authorization", "content-type", "last-event-id"] {
         assert!(allow_headers.contains(h), "{allow_headers}");
     }
     assert!(resp.headers().contains_key("access-control-max-age"));
-    assert!(resp.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(resp.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
 }

@@ -27,10 +27,20 @@ async fn streams_end_at_their_jittered_lifetime_with_a_retry_hint() {
     let mut c = SseClient::connect(&gw.url("/events?channel=l")).await;
     let items = c.until_end(T).await;
     let lived = started.elapsed();
-    assert!(lived >= Duration::from_millis(880) && lived < Duration::from_millis(1800), "{lived:?}");
+    assert!(
+        lived >= Duration::from_millis(880) && lived < Duration::from_millis(1800),
+        "{lived:?}"
+    );
     let r = retries(&items);
-    assert!(r.last().is_some_and(|ms| (1000..=2000).contains(ms)), "{r:?}");
-    assert_eq!(gw.metric("sse_gateway_streams_closed_total", "reason=\"lifetime\"").await, 1.0);
+    assert!(
+        r.last().is_some_and(|ms| (1000..=2000).contains(ms)),
+        "{r:?}"
+    );
+    assert_eq!(
+        gw.metric("sse_gateway_streams_closed_total", "reason=\"lifetime\"")
+            .await,
+        1.0
+    );
 }
 
 /// Opens a stream on a raw socket and never reads from it.
@@ -54,7 +64,10 @@ async fn a_client_that_never_reads_is_disconnected_and_slows_no_one() {
     let gw = Gateway::start("sse:\n  client_queue: 64\n");
     let _stuck = non_reading_stream(&gw, "bulk").await;
     let mut healthy = SseClient::connect(&gw.url("/events?channel=bulk")).await;
-    eventually(T, "both subscribed", || async { gw.admin_get("/stats").await["streams"]["open"] == 2 }).await;
+    eventually(T, "both subscribed", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 2
+    })
+    .await;
     let reader = tokio::spawn(async move {
         let n = healthy.events(300, T).await.len();
         (n, healthy)
@@ -67,10 +80,15 @@ async fn a_client_that_never_reads_is_disconnected_and_slows_no_one() {
     let (received, _healthy) = reader.await.unwrap();
     assert_eq!(received, 300);
     eventually(T, "slow consumer counted", || async {
-        gw.metric("sse_gateway_slow_consumer_disconnects_total", "").await == 1.0
+        gw.metric("sse_gateway_slow_consumer_disconnects_total", "")
+            .await
+            == 1.0
     })
     .await;
-    eventually(T, "stuck stream gone", || async { gw.admin_get("/stats").await["streams"]["open"] == 1 }).await;
+    eventually(T, "stuck stream gone", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,16 +96,28 @@ async fn a_peer_that_accepts_no_bytes_for_idle_timeout_is_dropped() {
     // A queue big enough that the stream is not a slow consumer: only the stalled write ends it.
     let gw = Gateway::start("sse:\n  client_queue: 100000\n  idle_timeout: 1s\n");
     let _stuck = non_reading_stream(&gw, "idle").await;
-    eventually(T, "subscribed", || async { gw.admin_get("/stats").await["streams"]["open"] == 1 }).await;
+    eventually(T, "subscribed", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 1
+    })
+    .await;
     let payload = "y".repeat(60 * 1024);
     for _ in 0..100 {
         gw.publish_ok("idle", "message", &payload).await;
     }
     eventually(T, "idle timeout counted", || async {
-        gw.metric("sse_gateway_streams_closed_total", "reason=\"idle_timeout\"").await == 1.0
+        gw.metric(
+            "sse_gateway_streams_closed_total",
+            "reason=\"idle_timeout\"",
+        )
+        .await
+            == 1.0
     })
     .await;
-    assert_eq!(gw.metric("sse_gateway_slow_consumer_disconnects_total", "").await, 0.0);
+    assert_eq!(
+        gw.metric("sse_gateway_slow_consumer_disconnects_total", "")
+            .await,
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,21 +127,37 @@ async fn sigterm_drains_streams_over_the_grace_period_and_exits_zero() {
     for _ in 0..20 {
         streams.push(SseClient::connect(&gw.url("/events?channel=d")).await);
     }
-    eventually(T, "20 streams", || async { gw.admin_get("/stats").await["streams"]["open"] == 20 }).await;
+    eventually(T, "20 streams", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 20
+    })
+    .await;
     let last = gw.publish_ok("d", "message", "before drain").await;
     let started = Instant::now();
     gw.signal("TERM");
 
     // Readiness, new streams and publishes are refused with 503 while draining.
     eventually(T, "readyz 503", || async {
-        http().get(gw.url("/readyz")).send().await.is_ok_and(|r| r.status() == 503)
+        http()
+            .get(gw.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
     })
     .await;
-    let resp = http().get(gw.url("/events?channel=d")).send().await.unwrap();
+    let resp = http()
+        .get(gw.url("/events?channel=d"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
-    let (status, body) = gw.publish(serde_json::json!({"channel": "d", "data": "late"})).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("draining")));
+    let (status, body) = gw
+        .publish(serde_json::json!({"channel": "d", "data": "late"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("draining"))
+    );
 
     // Every stream got the event, then a retry hint, then its end, spread over the grace period.
     let readers: Vec<_> = streams
@@ -124,7 +170,10 @@ async fn sigterm_drains_streams_over_the_grace_period_and_exits_zero() {
                 let got_last = s.raw.windows(last.len()).any(|w| w == last.as_bytes());
                 assert!(got_last, "queued event flushed before close");
                 let r = retries(&items);
-                assert!(r.last().is_some_and(|ms| (1000..=2000).contains(ms)), "{r:?}");
+                assert!(
+                    r.last().is_some_and(|ms| (1000..=2000).contains(ms)),
+                    "{r:?}"
+                );
                 ended
             })
         })
@@ -133,9 +182,19 @@ async fn sigterm_drains_streams_over_the_grace_period_and_exits_zero() {
     for r in readers {
         ended_at.push(r.await.unwrap());
     }
-    let spread = ended_at.iter().max().unwrap().saturating_sub(*ended_at.iter().min().unwrap());
-    assert!(spread > Duration::from_millis(200), "closes were not spread: {ended_at:?}");
-    assert!(*ended_at.iter().max().unwrap() < Duration::from_secs(3), "{ended_at:?}");
+    let spread = ended_at
+        .iter()
+        .max()
+        .unwrap()
+        .saturating_sub(*ended_at.iter().min().unwrap());
+    assert!(
+        spread > Duration::from_millis(200),
+        "closes were not spread: {ended_at:?}"
+    );
+    assert!(
+        *ended_at.iter().max().unwrap() < Duration::from_secs(3),
+        "{ended_at:?}"
+    );
     let status = gw.wait_exit(T);
     assert!(status.success(), "{status:?}\n{}", gw.logs());
 }
@@ -157,14 +216,22 @@ async fn global_stream_limit_answers_503_with_retry_after() {
     let gw = Gateway::start("limits:\n  max_connections: 2\n");
     let _a = SseClient::connect(&gw.url("/events?channel=x")).await;
     let _b = SseClient::connect(&gw.url("/events?channel=x")).await;
-    let resp = http().get(gw.url("/events?channel=x")).send().await.unwrap();
+    let resp = http()
+        .get(gw.url("/events?channel=x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "at_capacity");
     drop(_a);
     eventually(T, "slot freed", || async {
-        http().get(gw.url("/events?channel=x")).send().await.is_ok_and(|r| r.status() == 200)
+        http()
+            .get(gw.url("/events?channel=x"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
     })
     .await;
 }

@@ -8,8 +8,16 @@ use common::*;
 
 const T: Duration = Duration::from_secs(5);
 
-async fn post(gw: &Gateway, key: Option<&str>, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-    let mut req = http().post(gw.url("/broadcast")).header("content-type", content_type).body(body);
+async fn post(
+    gw: &Gateway,
+    key: Option<&str>,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let mut req = http()
+        .post(gw.url("/broadcast"))
+        .header("content-type", content_type)
+        .body(body);
     if let Some(key) = key {
         req = req.header("x-api-key", key);
     }
@@ -33,7 +41,8 @@ async fn accepted_publish_returns_id_and_channels_and_is_in_history_at_once() {
     // In history as soon as 202 returned: a resume from the event before it replays it.
     let (epoch, seq) = id.split_once('-').unwrap();
     let before = format!("{epoch}-{}", seq.parse::<u64>().unwrap() - 1);
-    let mut c = SseClient::connect_with(&gw.url("/events?channel=b"), &[("last-event-id", &before)]).await;
+    let mut c =
+        SseClient::connect_with(&gw.url("/events?channel=b"), &[("last-event-id", &before)]).await;
     let e = c.next_event(T).await.unwrap();
     assert_eq!((Some(e.id.as_str()), e.data.as_str()), (Some(id), "x"));
 }
@@ -49,34 +58,149 @@ async fn bearer_and_x_api_key_both_work() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let (status, _) = post(&gw, Some(KEY), "application/json; charset=utf-8", r#"{"channel":"a","data":1}"#).await;
+    let (status, _) = post(
+        &gw,
+        Some(KEY),
+        "application/json; charset=utf-8",
+        r#"{"channel":"a","data":1}"#,
+    )
+    .await;
     assert_eq!(status, 202);
 }
 
 #[tokio::test]
 async fn bad_publishes_are_refused_and_change_nothing() {
     let gw = Gateway::start("limits:\n  max_event_bytes: 1024\n");
-    let mut watcher = SseClient::connect(&gw.url("/events?channels=a,limited.x,secret.s")).await;
+    let mut watcher = SseClient::connect(&gw.url("/events?channels=a,limited.x")).await;
+    assert_eq!(watcher.status, 200);
     let big = "x".repeat(2000);
     let cases: Vec<(Option<&str>, &str, String, u16, &str)> = vec![
-        (Some(KEY), "application/json", "{not json".into(), 400, "invalid_json"),
-        (Some(KEY), "application/json", r#"{"channel":"a","data":1,"extra":true}"#.into(), 400, "invalid_json"),
-        (Some(KEY), "application/json", r#"{"channel":"bad name","data":1}"#.into(), 400, "invalid_channel"),
-        (Some(KEY), "application/json", r#"{"channels":[],"data":1}"#.into(), 400, "missing_channel"),
-        (Some(KEY), "application/json", r#"{"data":1}"#.into(), 400, "missing_channel"),
-        (Some(KEY), "application/json", r#"{"channel":"a","channels":["b"],"data":1}"#.into(), 400, "ambiguous_channel"),
-        (Some(KEY), "application/json", r#"{"channel":"a"}"#.into(), 400, "missing_data"),
-        (Some(KEY), "application/json", r#"{"channel":"a","event":"bad\nname","data":1}"#.into(), 400, "invalid_event"),
-        (Some(KEY), "application/json", r#"{"channel":"a","event":"","data":1}"#.into(), 400, "invalid_event"),
-        (Some(KEY), "application/json", r#"{"channel":"a","data":1,"channel":"b"}"#.into(), 400, "invalid_json"),
-        (Some(KEY), "application/json", format!(r#"{{"channel":"a","data":"{big}"}}"#), 413, "payload_too_large"),
-        (Some(KEY), "application/json", format!("{}1{}", "[".repeat(300), "]".repeat(300)), 400, "invalid_json"),
-        (Some(KEY), "text/plain", r#"{"channel":"a","data":1}"#.into(), 415, "unsupported_media_type"),
-        (Some(KEY), "", r#"{"channel":"a","data":1}"#.into(), 415, "unsupported_media_type"),
-        (None, "application/json", r#"{"channel":"a","data":1}"#.into(), 401, "unauthorized"),
-        (Some("wrong-key"), "application/json", r#"{"channel":"a","data":1}"#.into(), 401, "unauthorized"),
-        (Some(LIMITED_KEY), "application/json", r#"{"channel":"a","data":1}"#.into(), 403, "forbidden"),
-        (Some(LIMITED_KEY), "application/json", r#"{"channels":["limited.x","a"],"data":1}"#.into(), 403, "forbidden"),
+        (
+            Some(KEY),
+            "application/json",
+            "{not json".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channel":"a","data":1,"extra":true}"#.into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channel":"bad name","data":1}"#.into(),
+            400,
+            "invalid_channel",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channels":[],"data":1}"#.into(),
+            400,
+            "missing_channel",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"data":1}"#.into(),
+            400,
+            "missing_channel",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channel":"a","channels":["b"],"data":1}"#.into(),
+            400,
+            "ambiguous_channel",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channel":"a"}"#.into(),
+            400,
+            "missing_data",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channel":"a","event":"bad\nname","data":1}"#.into(),
+            400,
+            "invalid_event",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channel":"a","event":"","data":1}"#.into(),
+            400,
+            "invalid_event",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            r#"{"channel":"a","data":1,"channel":"b"}"#.into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            format!(r#"{{"channel":"a","data":"{big}"}}"#),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Some(KEY),
+            "application/json",
+            format!("{}1{}", "[".repeat(300), "]".repeat(300)),
+            400,
+            "invalid_json",
+        ),
+        (
+            Some(KEY),
+            "text/plain",
+            r#"{"channel":"a","data":1}"#.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Some(KEY),
+            "",
+            r#"{"channel":"a","data":1}"#.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            None,
+            "application/json",
+            r#"{"channel":"a","data":1}"#.into(),
+            401,
+            "unauthorized",
+        ),
+        (
+            Some("wrong-key"),
+            "application/json",
+            r#"{"channel":"a","data":1}"#.into(),
+            401,
+            "unauthorized",
+        ),
+        (
+            Some(LIMITED_KEY),
+            "application/json",
+            r#"{"channel":"a","data":1}"#.into(),
+            403,
+            "forbidden",
+        ),
+        (
+            Some(LIMITED_KEY),
+            "application/json",
+            r#"{"channels":["limited.x","a"],"data":1}"#.into(),
+            403,
+            "forbidden",
+        ),
     ];
     for (key, ct, body, status, code) in cases {
         let (got, reply) = post(&gw, key, ct, body.clone()).await;
@@ -88,7 +212,13 @@ async fn bad_publishes_are_refused_and_change_nothing() {
     watcher.assert_no_event(Duration::from_millis(300)).await;
 
     // The limited key may publish on its own channels, and the watcher sees only that.
-    let (status, _) = post(&gw, Some(LIMITED_KEY), "application/json", r#"{"channel":"limited.x","data":"ok"}"#).await;
+    let (status, _) = post(
+        &gw,
+        Some(LIMITED_KEY),
+        "application/json",
+        r#"{"channel":"limited.x","data":"ok"}"#,
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(watcher.next_event(T).await.unwrap().data, "ok");
 }

@@ -22,8 +22,10 @@ async fn resume_by_header_and_by_query_replays_exactly_what_was_missed() {
     for i in 0..6 {
         ids.push(gw.publish_ok("r", "message", &i.to_string()).await);
     }
-    let mut by_header = SseClient::connect_with(&gw.url("/events?channel=r"), &[("last-event-id", &ids[2])]).await;
-    let mut by_query = SseClient::connect(&gw.url(&format!("/events?channel=r&lastEventId={}", ids[2]))).await;
+    let mut by_header =
+        SseClient::connect_with(&gw.url("/events?channel=r"), &[("last-event-id", &ids[2])]).await;
+    let mut by_query =
+        SseClient::connect(&gw.url(&format!("/events?channel=r&lastEventId={}", ids[2]))).await;
     for c in [&mut by_header, &mut by_query] {
         let got: Vec<String> = c.events(3, T).await.into_iter().map(|e| e.data).collect();
         assert_eq!(got, ["3", "4", "5"]);
@@ -39,10 +41,20 @@ async fn resume_by_header_and_by_query_replays_exactly_what_was_missed() {
 async fn multi_channel_resume_merges_in_id_order() {
     let gw = Gateway::start("");
     let first = gw.publish_ok("a", "message", "a0").await;
-    for (ch, d) in [("b", "b1"), ("c", "c2"), ("a", "a3"), ("b", "b4"), ("a", "a5")] {
+    for (ch, d) in [
+        ("b", "b1"),
+        ("c", "c2"),
+        ("a", "a3"),
+        ("b", "b4"),
+        ("a", "a5"),
+    ] {
         gw.publish_ok(ch, "message", d).await;
     }
-    let mut c = SseClient::connect_with(&gw.url("/events?channels=a,b"), &[("last-event-id", &first)]).await;
+    let mut c = SseClient::connect_with(
+        &gw.url("/events?channels=a,b"),
+        &[("last-event-id", &first)],
+    )
+    .await;
     let got: Vec<String> = c.events(4, T).await.into_iter().map(|e| e.data).collect();
     assert_eq!(got, ["b1", "a3", "b4", "a5"]);
 }
@@ -78,7 +90,10 @@ async fn reconnecting_while_events_keep_coming_loses_and_repeats_nothing() {
     let mut seen: Vec<ParsedEvent> = Vec::new();
     let mut last: Option<String> = None;
     while seen.len() < 600 {
-        let headers: Vec<(&str, &str)> = last.iter().map(|id| ("last-event-id", id.as_str())).collect();
+        let headers: Vec<(&str, &str)> = last
+            .iter()
+            .map(|id| ("last-event-id", id.as_str()))
+            .collect();
         let mut c = match first.take() {
             Some(c) => c,
             None => SseClient::connect_with(&url, &headers).await,
@@ -96,7 +111,10 @@ async fn reconnecting_while_events_keep_coming_loses_and_repeats_nothing() {
     }
     let published = publisher.await.unwrap();
     let got_ids: Vec<&str> = seen.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(got_ids, published.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        got_ids,
+        published.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     let data: Vec<String> = seen.iter().map(|e| e.data.clone()).collect();
     let expected: Vec<String> = (0..600).map(|i| i.to_string()).collect();
     assert_eq!(data, expected);
@@ -105,7 +123,11 @@ async fn reconnecting_while_events_keep_coming_loses_and_repeats_nothing() {
 }
 
 async fn first_event_after(gw: &Gateway, query: &str, last_id: &str) -> ParsedEvent {
-    let mut c = SseClient::connect_with(&gw.url(&format!("/events?{query}")), &[("last-event-id", last_id)]).await;
+    let mut c = SseClient::connect_with(
+        &gw.url(&format!("/events?{query}")),
+        &[("last-event-id", last_id)],
+    )
+    .await;
     assert_eq!(c.status, 200, "a bad id must never be a 4xx");
     c.next_event(T).await.expect("an event")
 }
@@ -133,12 +155,20 @@ async fn unusable_ids_get_one_reset_then_live_events() {
         assert_eq!(data["reason"], reason, "{id:.40}");
     }
     // After the reset come live events, and the reset's id is a valid resume point.
-    let mut c = SseClient::connect_with(&gw.url("/events?channel=small"), &[("last-event-id", "1-1")]).await;
+    let mut c = SseClient::connect_with(
+        &gw.url("/events?channel=small"),
+        &[("last-event-id", "1-1")],
+    )
+    .await;
     let reset = c.next_event(T).await.unwrap();
     assert_eq!(reset.event, "reset");
     gw.publish_ok("small", "message", "live").await;
     assert_eq!(c.next_event(T).await.unwrap().data, "live");
-    let mut again = SseClient::connect_with(&gw.url("/events?channel=small"), &[("last-event-id", reset.id.as_str())]).await;
+    let mut again = SseClient::connect_with(
+        &gw.url("/events?channel=small"),
+        &[("last-event-id", reset.id.as_str())],
+    )
+    .await;
     let e = again.next_event(T).await.unwrap();
     assert_eq!(e.data, "live");
     assert!(gw.metric("sse_gateway_resets_total", "").await >= 7.0);

@@ -80,12 +80,26 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_reject_garbage() {
-        let id = EventId { epoch: 1764230051234, seq: 42 };
+        let id = EventId {
+            epoch: 1764230051234,
+            seq: 42,
+        };
         assert_eq!(id.to_string(), "1764230051234-42");
         assert_eq!(EventId::parse("1764230051234-42"), Some(id));
         for bad in [
-            "", "-", "1-", "-1", "a-1", "1-a", "1-2-3", "1 -2", "+1-2", "1-+2",
-            "99999999999999999999-1", "1-99999999999999999999", &"9".repeat(100),
+            "",
+            "-",
+            "1-",
+            "-1",
+            "a-1",
+            "1-a",
+            "1-2-3",
+            "1 -2",
+            "+1-2",
+            "1-+2",
+            "99999999999999999999-1",
+            "1-99999999999999999999",
+            &"9".repeat(100),
         ] {
             assert_eq!(EventId::parse(bad), None, "{bad:?}");
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-pub use clients::{ClientInfo, ClientRegistry, CloseReason, ClientHandle};
+pub use clients::{ClientHandle, ClientInfo, ClientRegistry, CloseReason};
 pub use event::{Event, EventId};
 
 use crate::config::HistoryLimits;

@@ -141,10 +141,11 @@ impl Parser {
     /// than empty as a literal reading of the spec's per-stream buffers would have it: an event
     /// without `id` after a reconnect then still reports the ID the client resumed from.
     ///
-    /// Returns whether an event or line was cut off, for callers that log truncated upstreams.
+    /// Returns whether an event or line was cut off, by the end of the stream or by an error, for
+    /// callers that log truncated upstreams.
     pub fn finish(&mut self) -> bool {
         let held_bom = matches!(self.bom_matched, Some(matched) if matched > 0);
-        let discarded = self.in_event || !self.line.is_empty() || held_bom;
+        let discarded = self.failed.is_some() || self.in_event || !self.line.is_empty() || held_bom;
         let last_event_id = mem::take(&mut self.last_event_id);
         *self = Self {
             last_event_id_buffer: last_event_id.clone(),
@@ -155,7 +156,11 @@ impl Parser {
     }
 
     /// Strips a leading BOM, which may itself arrive split across chunks.
-    fn push_after_bom(&mut self, chunk: &[u8], out: &mut Vec<ParsedItem>) -> Result<(), ParseError> {
+    fn push_after_bom(
+        &mut self,
+        chunk: &[u8],
+        out: &mut Vec<ParsedItem>,
+    ) -> Result<(), ParseError> {
         let Some(matched) = self.bom_matched else {
             return self.push_lines(chunk, out);
         };
@@ -176,14 +181,18 @@ impl Parser {
     }
 
     /// Splits the stream into lines at CRLF, LF or CR, processing each complete one.
-    fn push_lines(&mut self, mut chunk: &[u8], out: &mut Vec<ParsedItem>) -> Result<(), ParseError> {
+    fn push_lines(
+        &mut self,
+        mut chunk: &[u8],
+        out: &mut Vec<ParsedItem>,
+    ) -> Result<(), ParseError> {
         if self.after_cr && !chunk.is_empty() {
             self.after_cr = false;
             if chunk[0] == b'\n' {
                 chunk = &chunk[1..];
             }
         }
-        while let Some(end) = chunk.iter().position(|&b| b == b'\r' || b == b'\n') {
+        while let Some(end) = memchr::memchr2(b'\r', b'\n', chunk) {
             if self.line.is_empty() {
                 self.check_line_len(end)?;
                 self.process_line(&chunk[..end], out)?;
@@ -226,10 +235,12 @@ impl Parser {
             return Ok(());
         }
         if let Some(comment) = line.strip_prefix(b":") {
-            out.push(ParsedItem::Comment(decode(strip_one_space(comment)).into_owned()));
+            out.push(ParsedItem::Comment(
+                decode(strip_one_space(comment)).into_owned(),
+            ));
             return Ok(());
         }
-        let (name, value) = match line.iter().position(|&b| b == b':') {
+        let (name, value) = match memchr::memchr(b':', line) {
             Some(colon) => (&line[..colon], strip_one_space(&line[colon + 1..])),
             None => (line, &b""[..]),
         };

@@ -110,7 +110,11 @@ pub async fn open(
             return;
         }
     };
-    if session.write_response_header(Box::new(header)).await.is_err() {
+    if session
+        .write_response_header(Box::new(header))
+        .await
+        .is_err()
+    {
         return;
     }
     metrics::STREAMS_OPENED.inc();
@@ -143,13 +147,18 @@ pub async fn open(
 
 fn finished(end: End) {
     metrics::STREAMS_OPEN.dec();
-    metrics::STREAMS_CLOSED.with_label_values(&[end.label()]).inc();
+    metrics::STREAMS_CLOSED
+        .with_label_values(&[end.label()])
+        .inc();
     if end == End::SlowConsumer {
         metrics::SLOW_CONSUMERS.inc();
     }
 }
 
-fn response_header(session: &ServerSession, common: &CommonHeaders) -> pingora::Result<ResponseHeader> {
+fn response_header(
+    session: &ServerSession,
+    common: &CommonHeaders,
+) -> pingora::Result<ResponseHeader> {
     let mut resp = ResponseHeader::build(200, Some(8))?;
     resp.insert_header("content-type", "text/event-stream; charset=utf-8")?;
     resp.insert_header("cache-control", "no-cache")?;

@@ -181,7 +181,7 @@ pub async fn pump<D: Downstream>(
             last.extend_from_slice(&event.frame);
         }
         last.extend_from_slice(&sse::encode_retry(
-            jitter_up(settings.retry).as_millis() as u64,
+            jitter_up(settings.retry).as_millis() as u64
         ));
         let _ = out.write(last.freeze(), true).await;
     }

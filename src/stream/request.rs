@@ -100,8 +100,12 @@ mod tests {
 
     #[test]
     fn parses_both_channel_forms_and_types() {
-        let r = StreamRequest::parse(Some("channel=a&channels=b,c&channel=a&types=x,y"), None, 32).unwrap();
-        assert_eq!(r.channels, vec!["a".into(), "b".into(), "c".into()] as Vec<Box<str>>);
+        let r = StreamRequest::parse(Some("channel=a&channels=b,c&channel=a&types=x,y"), None, 32)
+            .unwrap();
+        assert_eq!(
+            r.channels,
+            vec!["a".into(), "b".into(), "c".into()] as Vec<Box<str>>
+        );
         assert_eq!(r.types.unwrap().len(), 2);
     }
 
@@ -122,7 +126,10 @@ mod tests {
         assert_eq!(code("channel="), "invalid_channel");
         assert_eq!(code("channel=a%20b"), "invalid_channel");
         assert_eq!(code("channel=a&channel=b&channel=c"), "too_many_channels");
-        assert_eq!(code(&format!("channel={}", "x".repeat(129))), "invalid_channel");
+        assert_eq!(
+            code(&format!("channel={}", "x".repeat(129))),
+            "invalid_channel"
+        );
         assert_eq!(code("channel=a&types=bad%0Aname"), "invalid_types");
         assert_eq!(code("channel=a&types=,"), "invalid_types");
     }

@@ -39,9 +39,10 @@ pub fn base_config(extra: &str) -> String {
         ("shutdown", "shutdown:\n  grace_period: 2s\n"),
     ];
     let overridden = |key: &str| {
-        extra
-            .lines()
-            .any(|l| l.strip_prefix(key).is_some_and(|rest| rest.starts_with(':')))
+        extra.lines().any(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
     };
     let mut yaml: String = BASE
         .iter()
@@ -91,7 +92,9 @@ impl Gateway {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let stdout = child.stdout.take().expect("stdout");
@@ -124,7 +127,11 @@ impl Gateway {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(self.addr).is_err() {
-            assert!(Instant::now() < deadline, "gateway never accepted:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "gateway never accepted:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -162,7 +169,11 @@ impl Gateway {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "gateway did not exit in {within:?}:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not exit in {within:?}:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

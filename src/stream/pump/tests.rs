@@ -125,7 +125,11 @@ async fn opens_with_retry_and_comment_then_heartbeats_on_the_interval() {
     let (hub, out) = (hub(), Recorder::new());
     let task = start(&hub, &out, settings(), Arc::default());
     tokio::time::sleep(Duration::from_secs(46)).await;
-    assert!(out.text().starts_with("retry: 3000\n\n: connected\n\n"), "{}", out.text());
+    assert!(
+        out.text().starts_with("retry: 3000\n\n: connected\n\n"),
+        "{}",
+        out.text()
+    );
     let beats = out.times_of(": heartbeat");
     assert_eq!(
         beats,
@@ -204,8 +208,14 @@ async fn drain_closes_within_the_grace_period_after_flushing_the_queue() {
         assert_eq!(task.await.unwrap(), End::Shutdown);
         assert!(out.text().contains("data: last words"));
         let (at, last, end) = out.chunks.lock().last().unwrap().clone();
-        assert!(end && last.starts_with(b"retry: ") || String::from_utf8_lossy(&last).contains("retry: "));
-        assert!(at >= Duration::from_secs(5) && at <= Duration::from_secs(14), "{at:?}");
+        assert!(
+            end && last.starts_with(b"retry: ")
+                || String::from_utf8_lossy(&last).contains("retry: ")
+        );
+        assert!(
+            at >= Duration::from_secs(5) && at <= Duration::from_secs(14),
+            "{at:?}"
+        );
         ends.push(at);
     }
     ends.sort();
