@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench idle_memory -- [streams, default 10000]`
 //!
+//! Under `cargo test` (no `--bench` argument) it opens 100 streams: a quick check that the
+//! benchmark still works, not a measurement.
+//!
 //! The client side is raw sockets in this process (it reads nothing but the opening bytes), so
 //! only the gateway's memory is measured: `VmRSS` of its pid before and after, after a settle.
 
@@ -40,10 +43,11 @@ async fn open_stream(gateway: SocketAddr, source: Ipv4Addr) -> std::io::Result<T
 }
 
 fn main() {
+    let benchmarking = std::env::args().any(|a| a == "--bench");
     let streams: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(if benchmarking { 10_000 } else { 100 });
     let dir = std::env::temp_dir().join(format!("idle-memory-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let config = dir.join("bench.yaml");

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let config = match load(&cli) {
         Ok(config) => config,
         Err(errors) => {
-            eprint!("{errors}");
+            eprintln!("{errors}");
             return ExitCode::from(2);
         }
     };

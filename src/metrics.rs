@@ -24,7 +24,7 @@ metric!(STREAMS_OPENED: IntCounter = register_int_counter!(
     "sse_gateway_streams_opened_total", "SSE streams accepted"));
 metric!(STREAMS_CLOSED: IntCounterVec = register_int_counter_vec!(
     "sse_gateway_streams_closed_total",
-    "SSE streams ended, by reason: client_left, slow_consumer, kicked, lifetime, idle_timeout, write_error, shutdown",
+    "SSE streams ended, by reason: client_left, slow_consumer, kicked, lifetime, idle_timeout, shutdown",
     &["reason"]));
 metric!(SLOW_CONSUMERS: IntCounter = register_int_counter!(
     "sse_gateway_slow_consumer_disconnects_total",
@@ -52,8 +52,15 @@ metric!(HISTORY_EVENTS: IntGauge = register_int_gauge!(
 metric!(DRAINING: IntGauge = register_int_gauge!(
     "sse_gateway_draining", "1 while the node drains for shutdown"));
 
-/// Touches every metric so that it appears in the first scrape, before its first event.
+/// Touches every metric so that it appears in the first scrape, before its first event, and adds
+/// the standard `process_*` collector (resident memory, CPU, open files).
 pub fn init() {
+    static PROCESS: std::sync::Once = std::sync::Once::new();
+    PROCESS.call_once(|| {
+        let collector = prometheus::process_collector::ProcessCollector::for_self();
+        // Registering fails only if it is already registered, which `Once` rules out.
+        let _ = prometheus::register(Box::new(collector));
+    });
     LazyLock::force(&STREAMS_OPEN);
     LazyLock::force(&STREAMS_OPENED);
     for reason in [
@@ -62,7 +69,6 @@ pub fn init() {
         "kicked",
         "lifetime",
         "idle_timeout",
-        "write_error",
         "shutdown",
     ] {
         STREAMS_CLOSED.with_label_values(&[reason]);

@@ -19,6 +19,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429 and 503.
     pub retry_after: Option<u64>,
+    /// The allowed methods, for 405.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -45,7 +48,10 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allowed: &str) -> ApiError {
-        ApiError::new(405, "method_not_allowed", format!("use {allowed}"))
+        ApiError {
+            allow: Some(allowed.to_string()),
+            ..ApiError::new(405, "method_not_allowed", format!("use {allowed}"))
+        }
     }
 
     pub fn draining() -> ApiError {
@@ -146,10 +152,11 @@ pub async fn error(
     metrics::REQUESTS_REJECTED
         .with_label_values(&[err.code])
         .inc();
-    let retry: Vec<(&'static str, String)> = err
+    let headers: Vec<(&'static str, String)> = err
         .retry_after
         .map(|s| ("retry-after", s.to_string()))
         .into_iter()
+        .chain(err.allow.clone().map(|a| ("allow", a)))
         .collect();
     // A client that sent a body we did not read must not have it parsed as its next request.
     if !session.is_body_done() {
@@ -160,7 +167,7 @@ pub async fn error(
         common,
         err.status,
         "application/json",
-        &retry,
+        &headers,
         err.body(),
     )
     .await

@@ -152,6 +152,7 @@ async fn stats_and_metrics_reflect_traffic() {
         "sse_gateway_slow_consumer_disconnects_total",
         "sse_gateway_replayed_events_total",
         "sse_gateway_resets_total",
+        "process_resident_memory_bytes",
     ] {
         assert!(text.contains(name), "{name} missing");
     }

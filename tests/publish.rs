@@ -228,6 +228,7 @@ async fn publish_rejects_wrong_methods_and_unknown_paths_with_json() {
     let gw = Gateway::start("");
     let resp = http().get(gw.url("/broadcast")).send().await.unwrap();
     assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
     let resp = http().get(gw.url("/nope")).send().await.unwrap();

@@ -1340,6 +1340,17 @@ mod tests {
     }
 
     /// The messages, each prefixed with its `line:col`.
+    /// Each problem starts with its expected text, in order, and there are no others.
+    fn assert_starts(found: &[String], expected: &[&str]) {
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for (got, start) in found.iter().zip(expected) {
+            assert!(
+                got.starts_with(start),
+                "{got:?} should start with {start:?}"
+            );
+        }
+    }
+
     fn problems(text: &str) -> Vec<String> {
         match load_str(text, None) {
             Ok(config) => panic!("expected errors, got {config:?}"),
@@ -1780,13 +1791,7 @@ shutdown:
             "10:26: auth.api_keys[7].key_env: invalid environment variable name \"A=B\"",
             "11:",
         ];
-        assert_eq!(found.len(), expected_starts.len(), "{found:#?}");
-        for (got, start) in found.iter().zip(expected_starts) {
-            assert!(
-                got.starts_with(start),
-                "{got:?} should start with {start:?}"
-            );
-        }
+        assert_starts(&found, &expected_starts);
         assert!(found[8].contains("auth.api_keys[8].publish[0]: invalid channel pattern"));
         for message in &found {
             assert!(!message.contains("secret-value"), "secret in {message:?}");
@@ -1907,13 +1912,7 @@ routes:
             "11:34: routes[0].upstream: no upstream named \"missing\"",
             "12:5: routes[1]: needs `path_prefix` and `upstream`",
         ];
-        assert_eq!(found.len(), expected.len(), "{found:#?}");
-        for (got, start) in found.iter().zip(expected) {
-            assert!(
-                got.starts_with(start),
-                "{got:?} should start with {start:?}"
-            );
-        }
+        assert_starts(&found, &expected);
     }
 
     #[test]
