@@ -1,6 +1,6 @@
-//! The HTTP front: one pingora proxy service whose `request_filter` answers every gateway
-//! endpoint itself (streams included: pingora's `ServeHttp` would buffer a whole response), and
-//! the wiring that builds the pingora `Server` from a [`Config`].
+//! The HTTP front: one pingora `HttpServerApp` that routes and answers every gateway endpoint
+//! (streams are handed off to tasks of their own, see [`stream::open`]), the janitor, and the
+//! wiring that builds the pingora `Server` from a [`Config`].
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config) -> Result<Arc<App>, String> {
+    pub fn new(config: Config) -> std::result::Result<Arc<App>, String> {
         let epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
