@@ -24,6 +24,6 @@ pub mod metrics;
 pub mod publish;
 pub mod reply;
 pub mod shutdown;
-pub mod sse;
+pub use sse_wire as sse;
 pub mod static_files;
 pub mod stream;

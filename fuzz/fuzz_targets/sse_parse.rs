@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sse_gateway::sse::parse::{ParseError, ParsedItem, Parser, ParserLimits};
+use sse_wire::parse::{ParseError, ParsedItem, Parser, ParserLimits};
 
 #[derive(Debug, PartialEq)]
 struct Outcome {

@@ -2,7 +2,7 @@
 //! and byte by byte; then properties over arbitrary streams and arbitrary chunking.
 
 use super::*;
-use crate::sse::{encode_comment, encode_event, encode_padding, encode_retry};
+use crate::{encode_comment, encode_event, encode_padding, encode_retry};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
