@@ -181,9 +181,10 @@ struct ChunkedSocket {
 
 impl Downstream for ChunkedSocket {
     async fn write(&mut self, chunk: Bytes, end: bool) -> Result<(), WriteError> {
-        let head = Bytes::from(format!("{:x}\r\n", chunk.len()));
+        let mut head = [0u8; 18];
+        let head = chunk_size_line(chunk.len(), &mut head);
         let tail: &'static [u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
-        let mut buf = head.chain(chunk).chain(tail);
+        let mut buf = Buf::chain(head, chunk).chain(tail);
         let write = async {
             self.stream.write_all_buf(&mut buf).await?;
             self.stream.flush().await
@@ -205,6 +206,26 @@ impl Downstream for ChunkedSocket {
             }
         }
     }
+}
+
+/// Writes a chunk's size line (`<hex length>\r\n`) into `buf` without allocating.
+fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    let mut digits = 0;
+    let mut n = len;
+    loop {
+        digits += 1;
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, digit) in buf[..digits].iter_mut().enumerate() {
+        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
+        *digit = b"0123456789abcdef"[nibble];
+    }
+    buf[digits] = b'\r';
+    buf[digits + 1] = b'\n';
+    &buf[..digits + 2]
 }
 
 /// A stream on a protocol without a raw socket to hand off (HTTP/2): written through its session.
@@ -234,6 +255,26 @@ impl Downstream for SessionOut {
                 Ok(Some(_)) => continue,
                 _ => return,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size_line;
+
+    #[test]
+    fn chunk_size_lines_are_lowercase_hex() {
+        let mut buf = [0u8; 18];
+        for (len, line) in [
+            (0, "0\r\n"),
+            (9, "9\r\n"),
+            (10, "a\r\n"),
+            (255, "ff\r\n"),
+            (4096, "1000\r\n"),
+            (usize::MAX, "ffffffffffffffff\r\n"),
+        ] {
+            assert_eq!(chunk_size_line(len, &mut buf), line.as_bytes());
         }
     }
 }

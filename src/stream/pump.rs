@@ -124,35 +124,57 @@ pub async fn pump<D: Downstream>(
     count_sent(&client.events_sent, &replay);
     drop(replay);
 
+    // The futures a stream waits on for its whole life are made once and pinned here, not remade
+    // on every turn of the loop: each turn then costs no waiter registration on the shared
+    // notifiers and no timer-wheel update. The heartbeat timer is moved lazily (see below).
     let opened = Instant::now();
-    let mut close_at = settings.lifetime.map(|l| opened + jitter_down(l));
-    let mut closing = End::Lifetime;
-    let mut next_heartbeat = opened + settings.heartbeat_interval;
+    let closed = client.closed();
+    tokio::pin!(closed);
+    let drain_started = drain.started();
+    tokio::pin!(drain_started);
     let mut draining = false;
+    let mut closing = End::Lifetime;
+    let close_timer = sleep_until(match settings.lifetime {
+        Some(lifetime) => opened + jitter_down(lifetime),
+        None => far_future(),
+    });
+    tokio::pin!(close_timer);
+    let heartbeat_timer = sleep_until(opened + settings.heartbeat_interval);
+    tokio::pin!(heartbeat_timer);
+    let mut last_write = opened;
     let mut batch: Vec<Arc<Event>> = Vec::with_capacity(8);
 
     let end = loop {
         let chunk = tokio::select! {
             biased;
-            reason = client.closed() => break reason.into(),
+            reason = &mut closed => break reason.into(),
             received = live.recv_many(&mut batch, MAX_BATCH) => {
                 if received == 0 {
                     // The hub dropped our queue, which it only does when closing us.
-                    break client.closed().await.into();
+                    break (&mut closed).await.into();
                 }
                 if let Some(last) = batch.last() {
                     last_id = last.id;
                 }
                 frames_of(&batch)
             }
-            _ = sleep_until(next_heartbeat) => heartbeat(settings.heartbeat, last_id),
-            _ = sleep_until_opt(close_at) => break closing,
-            _ = drain.started(), if !draining => {
+            _ = &mut heartbeat_timer => {
+                // The timer is not moved on every write; when it fires after a recent write, it
+                // is moved to one interval after that write instead of sending a heartbeat.
+                let due = last_write + settings.heartbeat_interval;
+                if Instant::now() < due {
+                    heartbeat_timer.as_mut().reset(due);
+                    continue;
+                }
+                heartbeat(settings.heartbeat, last_id)
+            }
+            _ = &mut close_timer => break closing,
+            _ = &mut drain_started, if !draining => {
                 draining = true;
                 closing = End::Shutdown;
                 let spread = settings.grace_period.mul_f64(0.9 * rand::rng().random::<f64>());
-                let at = Instant::now() + spread;
-                close_at = Some(close_at.map_or(at, |c| c.min(at)));
+                let at = (Instant::now() + spread).min(close_timer.deadline());
+                close_timer.as_mut().reset(at);
                 continue;
             }
             _ = out.gone() => break End::ClientLeft,
@@ -160,13 +182,18 @@ pub async fn pump<D: Downstream>(
         let written = tokio::select! {
             biased;
             // Do not wait for a write to a client that is being closed anyway.
-            reason = client.closed() => break reason.into(),
+            reason = &mut closed => break reason.into(),
             r = out.write(chunk, false) => r,
         };
         if let Err(e) = written {
             break e.into();
         }
-        next_heartbeat = Instant::now() + settings.heartbeat_interval;
+        last_write = Instant::now();
+        if heartbeat_timer.is_elapsed() {
+            heartbeat_timer
+                .as_mut()
+                .reset(last_write + settings.heartbeat_interval);
+        }
         count_sent(&client.events_sent, &batch);
         for event in batch.drain(..) {
             metrics::DELIVERY_LATENCY.observe(event.accepted_at.elapsed().as_secs_f64());
@@ -213,11 +240,10 @@ fn heartbeat(kind: HeartbeatKind, last_id: EventId) -> Bytes {
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+/// A deadline that never comes, for a stream without a lifetime (about 30 years ahead: far
+/// enough, and safely inside what the timer can represent).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(30 * 365 * 24 * 3600)
 }
 
 /// `d` shortened by up to 10%: lifetimes never exceed the configured maximum.
