@@ -1,0 +1,127 @@
+// Publish throughput of the gateway's `POST /broadcast`, with thresholds that fail the run.
+//
+//   BASE_URL=http://127.0.0.1:8080 API_KEY=... RATE=20000 DURATION=20s SUBSCRIBERS=1000 \
+//     k6 run --summary-export=publish-summary.json loadtest/k6/publish.js
+//
+// k6 exits 99 when a threshold is missed (0 when all pass); --summary-export writes every metric
+// (http_reqs rate, http_req_duration percentiles, dropped_iterations, ...) as one JSON object.
+//
+// Env (defaults in brackets):
+//   BASE_URL     gateway base URL [http://127.0.0.1:8080]; only loopback targets are accepted
+//   API_KEY      sent as X-API-Key; needs the publish right on CHANNEL [required]
+//   CHANNEL      channel to publish to [bench]
+//   RATE         target POST /broadcast requests per second [20000]
+//   DURATION     how long the publish scenario runs [20s]
+//   SUBSCRIBERS  streams held open on CHANNEL during the run, so every publish fans out to them [0];
+//                each is one VU holding `GET /events` with responseType 'none' (the body is read and
+//                dropped, so k6 memory does not grow with the events); they start 5 s before the
+//                publisher and are excluded from the publish thresholds. Delivery is not checked
+//                here: that is sse-loadgen's and streams.js's job.
+//   PRE_VUS / MAX_VUS  VUs for the constant-arrival-rate executor [max(50, RATE/100) / max(200, RATE/20)]
+//
+// Thresholds (the run fails when any is missed), on the publish scenario only:
+//   http_req_failed rate < 0.1 %, http_req_duration p(99) < 20 ms, checks (status 202) rate > 99.9 %,
+//   dropped_iterations (arrivals k6 could not start for want of a free VU) < 1 % of RATE * DURATION.
+import http from 'k6/http';
+import { check } from 'k6';
+import exec from 'k6/execution';
+
+const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+const API_KEY = __ENV.API_KEY || '';
+const CHANNEL = __ENV.CHANNEL || 'bench';
+const RATE = parseInt(__ENV.RATE || '20000', 10);
+const DURATION = __ENV.DURATION || '20s';
+const SUBSCRIBERS = parseInt(__ENV.SUBSCRIBERS || '0', 10);
+const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(50, Math.ceil(RATE / 100))), 10);
+const MAX_VUS = parseInt(__ENV.MAX_VUS || String(Math.max(200, Math.ceil(RATE / 20))), 10);
+const SUB_LEAD_S = 5; // subscribers connect this long before the first publish
+
+// "20s", "1m30s", "500ms", "2h" -> seconds (k6's own duration syntax).
+function seconds(d) {
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+  const unit = { ms: 0.001, s: 1, m: 60, h: 3600 };
+  let total = 0;
+  let matched = '';
+  let m;
+  while ((m = re.exec(d)) !== null) {
+    total += parseFloat(m[1]) * unit[m[2]];
+    matched += m[0];
+  }
+  if (matched !== d || total <= 0) throw new Error(`bad DURATION: ${d}`);
+  return total;
+}
+
+// k6 has no WHATWG URL global; the host is what sits between "://" and the next ":" or "/".
+const HOST = (BASE_URL.match(/^https?:\/\/(\[[^\]]*\]|[^:/]+)/) || [])[1];
+if (!(HOST === 'localhost' || HOST === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(HOST || ''))) {
+  throw new Error(`refusing non-loopback BASE_URL ${BASE_URL}`);
+}
+if (!API_KEY) throw new Error('API_KEY is required (the gateway key with the publish right)');
+
+const DURATION_S = seconds(DURATION);
+const MAX_DROPPED = Math.floor(RATE * DURATION_S * 0.01);
+
+const scenarios = {
+  publish: {
+    executor: 'constant-arrival-rate',
+    exec: 'publish',
+    rate: RATE,
+    timeUnit: '1s',
+    duration: DURATION,
+    preAllocatedVUs: PRE_VUS,
+    maxVUs: MAX_VUS,
+    startTime: SUBSCRIBERS > 0 ? `${SUB_LEAD_S}s` : '0s',
+    gracefulStop: '5s',
+  },
+};
+if (SUBSCRIBERS > 0) {
+  scenarios.subscribers = {
+    executor: 'per-vu-iterations',
+    exec: 'subscribe',
+    vus: SUBSCRIBERS,
+    iterations: 1,
+    maxDuration: `${SUB_LEAD_S + DURATION_S + 10}s`,
+    gracefulStop: '0s',
+  };
+}
+
+export const options = {
+  scenarios,
+  discardResponseBodies: true,
+  // One keep-alive connection per VU is what a backend publisher does.
+  noConnectionReuse: false,
+  thresholds: {
+    'http_req_failed{scenario:publish}': ['rate<0.001'],
+    'http_req_duration{scenario:publish}': ['p(99)<20'],
+    'checks{scenario:publish}': ['rate>0.999'],
+    // dropped_iterations only has samples when something was dropped; no samples passes.
+    dropped_iterations: [`count<${Math.max(1, MAX_DROPPED)}`],
+    // Give the summary the figures the report wants for the publish requests alone.
+    'http_reqs{scenario:publish}': ['count>=0'],
+  },
+  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(99)', 'max'],
+};
+
+const PARAMS = {
+  headers: { 'Content-Type': 'application/json', 'X-API-Key': API_KEY },
+  tags: { name: 'POST /broadcast' },
+};
+
+export function publish() {
+  const n = exec.scenario.iterationInTest;
+  const body = JSON.stringify({ channel: CHANNEL, event: 'bench', data: { n } });
+  const res = http.post(`${BASE_URL}/broadcast`, body, PARAMS);
+  check(res, { 'status is 202': (r) => r.status === 202 });
+}
+
+export function subscribe() {
+  // Held until the publisher has finished; a timeout is how it ends, so it is not a failure here.
+  const window = SUB_LEAD_S + DURATION_S + 5;
+  http.get(`${BASE_URL}/events?channel=${encodeURIComponent(CHANNEL)}`, {
+    timeout: `${window}s`,
+    responseType: 'none',
+    headers: { Accept: 'text/event-stream' },
+    tags: { name: 'GET /events' },
+    responseCallback: http.expectedStatuses(200, 0),
+  });
+}
