@@ -1,0 +1,238 @@
+//! `sse-loadgen`: holds many long-lived SSE subscribers against a gateway (ours, or
+//! nginx+nchan for comparison), publishes timestamped events, and measures what arrives.
+//!
+//! A run: open `--streams` streams at `--ramp` per second from several 127.0.0.x source
+//! addresses (over several processes above ~18,000 streams) → once every stream has opened or
+//! failed, sample the server's idle RSS → publish `--events` events at `--rate` per second, each
+//! carrying its sequence number and send time → wait up to `--settle` for every stream to catch
+//! up → report. Everything is bounded by `--duration`.
+//!
+//! # Layout
+//! - [`options`]: the command line, also the library's input ([`Options`]).
+//! - [`target`]: URL parsing and the loopback-only rule.
+//! - [`http`]: the HTTP/1.1 response head and body framing (chunked, length, close).
+//! - [`payload`]: the event data, `"<seq> <unix_nanos> <padding>"`.
+//! - [`subscriber`]: one small task per stream, and the pool that opens them and adds up.
+//! - [`publisher`]: the keep-alive publishing connection.
+//! - [`children`]: splitting streams over child processes.
+//! - [`procfs`]: RSS and CPU from `/proc`, the open-files limit.
+//! - [`report`]: the figures, the text summary, the JSON line.
+
+pub mod children;
+pub mod http;
+pub mod options;
+pub mod payload;
+pub mod procfs;
+pub mod publisher;
+pub mod report;
+pub mod subscriber;
+pub mod target;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use children::run_child;
+pub use options::{Options, PublishFormat};
+pub use report::Report;
+
+use children::Children;
+use procfs::{rss_kib, CpuMark, RssSampler};
+use publisher::{Outcome, Publisher};
+use report::{LoadgenFigures, Percentiles, ServerFigures};
+use subscriber::{Pool, PoolSpec, PoolStats};
+
+/// Longest wait for one publish's answer.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A mistake in the command line or its URLs: the binary exits 2 on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Who holds the streams: this process, or child processes.
+enum Holders {
+    Local(Pool),
+    Children(Children),
+}
+
+/// Runs one load test and returns its figures. Fails only on usage errors ([`UsageError`]:
+/// bad values, a URL that is not loopback) or if child processes cannot start; everything that
+/// goes wrong with the server is in the report.
+///
+/// With `--processes` above 1 the streams are held by child processes running
+/// [`Options::exe`] (default: the current executable, which must then be `sse-loadgen`).
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    opts.validate()?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(opts.duration);
+    let stream_target = target::resolve(&opts.url).await?;
+    let publish_target = target::resolve(&opts.publish_url).await?;
+    let processes = opts.process_count();
+    let per_process = opts.streams.div_ceil(processes);
+    if let Some(limit) = procfs::raise_open_files_limit() {
+        if per_process + 64 > limit {
+            eprintln!(
+                "sse-loadgen: warning: {per_process} streams per process, but only {limit} open \
+                 files are allowed; raise --processes"
+            );
+        }
+    }
+    let sampler = opts.server_pid.map(RssSampler::start);
+
+    // Open every stream before the first publish, so that each one expects every event.
+    let mut loadgen = LoadgenFigures {
+        processes,
+        ..LoadgenFigures::default()
+    };
+    let (holders, streams_open) = if processes <= 1 {
+        loadgen.rss_kib_before = rss_kib(None).unwrap_or(0);
+        let spec = PoolSpec {
+            target: stream_target,
+            streams: opts.streams,
+            ramp: opts.ramp,
+            source_ips: opts.source_ips,
+            event_bytes: opts.event_bytes,
+        };
+        let pool = Pool::open(spec, deadline).await;
+        loadgen.rss_kib_idle = rss_kib(None).unwrap_or(0);
+        let open = pool.open_count();
+        (Holders::Local(pool), open)
+    } else {
+        let mut children = Children::spawn(&opts, processes, deadline)?;
+        let ready = children.wait_ready(deadline).await;
+        loadgen.rss_kib_before = ready.rss_kib_before;
+        loadgen.rss_kib_idle = ready.rss_kib_idle;
+        (Holders::Children(children), ready.open)
+    };
+    loadgen.rss_bytes_per_stream = (loadgen.rss_kib_idle.saturating_sub(loadgen.rss_kib_before)
+        * 1024)
+        .checked_div(streams_open)
+        .unwrap_or(0);
+
+    if opts.events == 0 {
+        let hold_until = (Instant::now() + Duration::from_secs_f64(opts.hold)).min(deadline);
+        tokio::time::sleep_until(hold_until).await;
+    }
+    let mut server = ServerFigures::default();
+    let cpu_mark = match (opts.server_pid, &sampler) {
+        (Some(pid), Some(sampler)) => {
+            server.rss_kib_idle = sampler.sample(pid);
+            CpuMark::now(pid)
+        }
+        _ => None,
+    };
+
+    let publishing = publish_all(&opts, publish_target, deadline).await;
+
+    let settle = Duration::from_secs_f64(opts.settle);
+    let stats: PoolStats = match holders {
+        Holders::Local(pool) => {
+            pool.settle(publishing.last_seq, settle, deadline).await;
+            pool.finish()
+        }
+        Holders::Children(children) => children.finish(publishing.last_seq, deadline).await,
+    };
+    if let (Some(pid), Some(mark)) = (opts.server_pid, cpu_mark) {
+        if opts.events > 0 {
+            server.cpu_percent_avg = mark.percent_since(pid);
+        }
+    }
+    if let (Some(pid), Some(sampler)) = (opts.server_pid, &sampler) {
+        sampler.sample(pid);
+        server.rss_kib_max = sampler.max_kib();
+    }
+
+    let mut report = Report {
+        streams_requested: opts.streams,
+        streams_open: stats.open,
+        streams_failed: stats.failed,
+        connect_ms: Percentiles::from_micros(&stats.connect_us),
+        events_requested: opts.events,
+        events_published: publishing.published,
+        publish_errors: publishing.errors,
+        expected: stats.open * publishing.published,
+        delivered: stats.delivered,
+        duplicates: stats.duplicates,
+        gaps: stats.gaps,
+        disconnects: stats.disconnects,
+        resets: stats.resets,
+        malformed: stats.malformed,
+        latency_ms: Percentiles::from_micros(&stats.latency_us),
+        server,
+        loadgen,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        first_error: publishing.first_error.or(stats.first_error),
+        pass: false,
+    };
+    report.pass = report.compute_pass();
+    Ok(report)
+}
+
+/// What the publishing phase did.
+struct Publishing {
+    published: u64,
+    errors: u64,
+    /// The highest sequence number that may have reached the server: streams wait for it.
+    last_seq: u64,
+    first_error: Option<String>,
+}
+
+/// Publishes `opts.events` events at `opts.rate` per second, on an absolute schedule (a slow
+/// publish is followed by the next one at once rather than shifting the rest), until done or
+/// `deadline`.
+///
+/// A refused publish does not use up its sequence number, so streams see no gap for it; one
+/// whose fate is unknown (no answer) does, since it may still be delivered. Either way it
+/// counts as a publish error and the run fails.
+async fn publish_all(opts: &Options, target: target::Target, deadline: Instant) -> Publishing {
+    let mut publisher = Publisher::new(
+        target,
+        opts.publish_format,
+        opts.api_key.clone(),
+        opts.channel.clone(),
+    );
+    let mut done = Publishing {
+        published: 0,
+        errors: 0,
+        last_seq: 0,
+        first_error: None,
+    };
+    let start = Instant::now();
+    for attempt in 0..opts.events {
+        let at = start + Duration::from_secs_f64(attempt as f64 / opts.rate);
+        if at >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(at).await;
+        let timeout = PUBLISH_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
+        let seq = done.last_seq + 1;
+        let data = payload::make_data(seq, payload::unix_nanos(), opts.event_bytes);
+        let request = publisher.request(&data);
+        match publisher.send(&request, timeout).await {
+            Outcome::Accepted => {
+                done.published += 1;
+                done.last_seq = seq;
+            }
+            Outcome::Rejected(why) | Outcome::NotSent(why) => {
+                done.errors += 1;
+                done.first_error
+                    .get_or_insert(format!("publish {seq}: {why}"));
+            }
+            Outcome::Unknown(why) => {
+                done.errors += 1;
+                done.last_seq = seq;
+                done.first_error
+                    .get_or_insert(format!("publish {seq}: {why}"));
+            }
+        }
+    }
+    done
+}
