@@ -169,7 +169,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         server,
         loadgen,
         elapsed_s: started.elapsed().as_secs_f64(),
-        first_error: publishing.first_error.or(stats.first_error),
+        first_error: stats.first_error.or(publishing.first_error),
         pass: false,
     };
     report.pass = report.compute_pass();

@@ -27,7 +27,8 @@ pub enum PublishFormat {
 /// delivered: connect and publish→receive latency (HDR histograms), delivered vs expected,
 /// duplicates, gaps, disconnects, and the server's RSS and CPU.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "sse-loadgen", version)]
+// A flag given twice takes its last value, so scripts can append overrides to a base list.
+#[command(name = "sse-loadgen", version, args_override_self = true)]
 pub struct Options {
     /// The stream URL (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080/events?channel=bench")]

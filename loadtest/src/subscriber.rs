@@ -115,6 +115,48 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(spec: PoolSpec) -> Shared {
+        let sources = match spec.target.addr {
+            SocketAddr::V4(_) => (0..spec.source_ips)
+                .map(|i| Ipv4Addr::new(127, 0, 0, 2 + i))
+                .collect(),
+            // A ::1 target cannot be reached from 127.0.0.x; the kernel picks ::1.
+            SocketAddr::V6(_) => Vec::new(),
+        };
+        // The parser must take the longest event we publish, with room for the field names.
+        let room = spec.event_bytes.saturating_add(1024);
+        let limits = ParserLimits {
+            max_line_bytes: room.max(ParserLimits::default().max_line_bytes),
+            max_event_bytes: room.max(ParserLimits::default().max_event_bytes),
+        };
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\
+             Cache-Control: no-cache\r\nUser-Agent: sse-loadgen\r\n\r\n",
+            spec.target.path, spec.target.authority
+        );
+        Shared {
+            target: spec.target,
+            request: request.into_bytes().into_boxed_slice(),
+            sources,
+            limits,
+            open: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            seq_sum: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            connect_us: Mutex::new(new_histogram()),
+            latency_us: (0..LATENCY_SHARDS)
+                .map(|_| Mutex::new(new_histogram()))
+                .collect(),
+            first_error: Mutex::new(None),
+        }
+    }
+
     fn note_error(&self, why: String) {
         if let Ok(mut first) = self.first_error.lock() {
             first.get_or_insert(why);
@@ -160,51 +202,15 @@ impl Pool {
     /// Opens `spec.streams` streams at `spec.ramp` per second, and returns once each has opened
     /// or failed, or at `deadline`.
     pub async fn open(spec: PoolSpec, deadline: Instant) -> Pool {
-        let sources = match spec.target.addr {
-            SocketAddr::V4(_) => (0..spec.source_ips)
-                .map(|i| Ipv4Addr::new(127, 0, 0, 2 + i))
-                .collect(),
-            // A ::1 target cannot be reached from 127.0.0.x; the kernel picks ::1.
-            SocketAddr::V6(_) => Vec::new(),
-        };
-        // The parser must take the longest event we publish, with room for the field names.
-        let room = spec.event_bytes.saturating_add(1024);
-        let limits = ParserLimits {
-            max_line_bytes: room.max(ParserLimits::default().max_line_bytes),
-            max_event_bytes: room.max(ParserLimits::default().max_event_bytes),
-        };
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\
-             Cache-Control: no-cache\r\nUser-Agent: sse-loadgen\r\n\r\n",
-            spec.target.path, spec.target.authority
-        );
-        let shared = Arc::new(Shared {
-            target: spec.target,
-            request: request.into_bytes().into_boxed_slice(),
-            sources,
-            limits,
-            open: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            duplicates: AtomicU64::new(0),
-            gaps: AtomicU64::new(0),
-            disconnects: AtomicU64::new(0),
-            resets: AtomicU64::new(0),
-            malformed: AtomicU64::new(0),
-            seq_sum: AtomicU64::new(0),
-            ended: AtomicBool::new(false),
-            connect_us: Mutex::new(new_histogram()),
-            latency_us: (0..LATENCY_SHARDS)
-                .map(|_| Mutex::new(new_histogram()))
-                .collect(),
-            first_error: Mutex::new(None),
-        });
+        let requested = spec.streams;
+        let ramp = spec.ramp;
+        let shared = Arc::new(Shared::new(spec));
         let mut pool = Pool {
             shared,
-            handles: Vec::with_capacity(usize::try_from(spec.streams).unwrap_or(0)),
-            requested: spec.streams,
+            handles: Vec::with_capacity(usize::try_from(requested).unwrap_or(0)),
+            requested,
         };
-        pool.ramp(spec.ramp, deadline).await;
+        pool.ramp(ramp, deadline).await;
         while pool.resolved() < pool.requested && Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
         }
@@ -307,6 +313,15 @@ struct StreamState {
 }
 
 impl StreamState {
+    fn new(body: BodyKind, shared: &Shared, index: u64) -> StreamState {
+        StreamState {
+            body: BodyDecoder::new(body),
+            parser: Parser::new(shared.limits),
+            last_seq: 0,
+            shard: (index % LATENCY_SHARDS as u64) as usize,
+        }
+    }
+
     /// Feeds bytes read from the socket; returns how many body bytes they held. An error ends
     /// the stream: bad framing or SSE, or the body ended (a stream must not end during a run).
     fn feed(&mut self, bytes: &[u8], shared: &Shared) -> Result<usize, String> {
@@ -448,12 +463,7 @@ async fn open_stream(shared: &Shared, index: u64) -> Result<(TcpStream, StreamSt
     if matches!(head.body, BodyKind::Length(_)) {
         return Err("the stream response has a Content-Length, so it would end".to_owned());
     }
-    let mut state = StreamState {
-        body: BodyDecoder::new(head.body),
-        parser: Parser::new(shared.limits),
-        last_seq: 0,
-        shard: (index % LATENCY_SHARDS as u64) as usize,
-    };
+    let mut state = StreamState::new(head.body, shared, index);
     let mut body_bytes = state.feed(&buf[head.len..], shared)?;
     while body_bytes == 0 {
         buf.clear();
@@ -489,4 +499,72 @@ fn bind_source(socket: &TcpSocket, source: Ipv4Addr) -> Result<(), String> {
     socket
         .bind(SocketAddr::new(IpAddr::V4(source), 0))
         .map_err(|e| format!("bind {source}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::make_data;
+
+    fn shared() -> Shared {
+        Shared::new(PoolSpec {
+            target: Target {
+                authority: "127.0.0.1:1".to_owned(),
+                path: "/".to_owned(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+            },
+            streams: 1,
+            ramp: 1.0,
+            source_ips: 0,
+            event_bytes: 64,
+        })
+    }
+
+    fn event(seq: u64) -> String {
+        format!(
+            "id: {seq}\nevent: bench\ndata: {}\n\n",
+            make_data(seq, unix_nanos(), 64)
+        )
+    }
+
+    #[test]
+    fn counts_delivered_duplicates_gaps_resets_and_foreign_data() {
+        let s = shared();
+        let mut state = StreamState::new(BodyKind::Close, &s, 3);
+        assert_eq!(state.feed(b"retry: 3000\n: open\n\n", &s), Ok(20));
+        let stream = [
+            event(1),
+            event(2),
+            event(2),                                                // duplicate
+            event(5),                                                // 3 and 4 missing
+            "event: reset\ndata: {\"reason\":\"x\"}\n\n".to_owned(), // counted apart
+            "data: hello\n\n".to_owned(),                            // not ours
+            event(1),                                                // duplicate
+        ]
+        .concat();
+        // Split anywhere: the figures do not depend on how reads cut the stream.
+        for piece in stream.as_bytes().chunks(7) {
+            state.feed(piece, &s).unwrap();
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(load(&s.delivered), 3);
+        assert_eq!(load(&s.duplicates), 2);
+        assert_eq!(load(&s.gaps), 2);
+        assert_eq!(load(&s.resets), 1);
+        assert_eq!(load(&s.malformed), 1);
+        assert_eq!(load(&s.seq_sum), 5);
+        assert_eq!(state.last_seq, 5);
+        let recorded: u64 = s.latency_us.iter().map(|h| h.lock().unwrap().len()).sum();
+        assert_eq!(recorded, 3);
+    }
+
+    #[test]
+    fn a_body_that_ends_or_breaks_ends_the_stream() {
+        let s = shared();
+        let mut state = StreamState::new(BodyKind::Chunked, &s, 0);
+        assert_eq!(state.feed(b"3\r\n: x\r\n", &s), Ok(3));
+        assert!(state.feed(b"0\r\n\r\n", &s).is_err());
+        let mut state = StreamState::new(BodyKind::Chunked, &s, 0);
+        assert!(state.feed(b"zz\r\n", &s).is_err());
+    }
 }

@@ -1,0 +1,148 @@
+//! End to end against a tiny nchan-like peer: close-delimited HTTP/1.0 streams, `raw`
+//! publishes answered on a keep-alive connection, and a two-process run through the real binary.
+
+use std::sync::Arc;
+
+use clap::Parser as _;
+use sse_loadgen::Options;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+/// Serves `GET` as a close-delimited event stream and turns each `POST` body into one event for
+/// every stream. Returns its base URL.
+async fn fake_peer() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (events, _) = broadcast::channel::<Arc<str>>(1024);
+    tokio::spawn(async move {
+        loop {
+            let (conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve(conn, events.clone()));
+        }
+    });
+    base
+}
+
+async fn serve(mut conn: TcpStream, events: broadcast::Sender<Arc<str>>) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        if head.starts_with("GET ") {
+            let mut rx = events.subscribe();
+            let _ = conn
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: hi\n\n")
+                .await;
+            while let Ok(data) = rx.recv().await {
+                if conn
+                    .write_all(format!("data: {data}\n\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            return;
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+        buf.drain(..head_end + length);
+        let _ = events.send(body.into());
+        let reply = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+        if conn.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn options(base: &str, extra: &[&str]) -> Options {
+    let url = format!("{base}/sub");
+    let publish_url = format!("{base}/pub");
+    let mut args = vec![
+        "sse-loadgen",
+        "--url",
+        &url,
+        "--publish-url",
+        &publish_url,
+        "--publish-format",
+        "raw",
+        "--streams",
+        "40",
+        "--source-ips",
+        "3",
+        "--events",
+        "10",
+        "--rate",
+        "50",
+        "--duration",
+        "15",
+    ];
+    args.extend_from_slice(extra);
+    Options::try_parse_from(args).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_publishes_reach_close_delimited_streams() {
+    let base = fake_peer().await;
+    let report = sse_loadgen::run(options(&base, &[])).await.unwrap();
+    assert!(report.pass, "{}", report.summary());
+    assert_eq!(report.delivered, 40 * 10);
+    assert_eq!(report.latency_ms.count, 40 * 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_add_up() {
+    let base = fake_peer().await;
+    let mut opts = options(&base, &["--processes", "2", "--streams", "41"]);
+    opts.exe = Some(env!("CARGO_BIN_EXE_sse-loadgen").into());
+    let report = sse_loadgen::run(opts).await.unwrap();
+    assert!(report.pass, "{}", report.summary());
+    assert_eq!(report.loadgen.processes, 2);
+    assert_eq!(report.streams_open, 41);
+    assert_eq!(report.delivered, 41 * 10);
+    assert_eq!(report.connect_ms.count, 41);
+}
+
+#[tokio::test]
+async fn the_deadline_ends_a_run_against_a_silent_server() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let started = std::time::Instant::now();
+    let report = sse_loadgen::run(options(&base, &["--duration", "1.5"]))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+    assert!(!report.pass);
+    assert_eq!(report.streams_failed, 40);
+}
