@@ -16,10 +16,14 @@ def load(raw):
     runs = {}
     for path in glob.glob(os.path.join(raw, "*.json")):
         base = os.path.basename(path)
-        if base.count(".") != 2:  # TARGET.SCENARIO.json only
+        # TARGET.SCENARIO.json only (not the .loadgen / .server parts).
+        if base.count(".") != 2 or base.split(".")[0] not in ("gateway", "nchan"):
             continue
-        with open(path) as f:
-            r = json.load(f)
+        try:
+            with open(path) as f:
+                r = json.load(f)
+        except ValueError:
+            continue
         runs[(r["target"], r["scenario"])] = r
     return runs
 
