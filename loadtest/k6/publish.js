@@ -25,6 +25,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import exec from 'k6/execution';
+import { requireLoopback, seconds } from './lib.js';
 
 const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const API_KEY = __ENV.API_KEY || '';
@@ -36,26 +37,7 @@ const PRE_VUS = parseInt(__ENV.PRE_VUS || String(Math.max(50, Math.ceil(RATE / 1
 const MAX_VUS = parseInt(__ENV.MAX_VUS || String(Math.max(200, Math.ceil(RATE / 20))), 10);
 const SUB_LEAD_S = 5; // subscribers connect this long before the first publish
 
-// "20s", "1m30s", "500ms", "2h" -> seconds (k6's own duration syntax).
-function seconds(d) {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  const unit = { ms: 0.001, s: 1, m: 60, h: 3600 };
-  let total = 0;
-  let matched = '';
-  let m;
-  while ((m = re.exec(d)) !== null) {
-    total += parseFloat(m[1]) * unit[m[2]];
-    matched += m[0];
-  }
-  if (matched !== d || total <= 0) throw new Error(`bad DURATION: ${d}`);
-  return total;
-}
-
-// k6 has no WHATWG URL global; the host is what sits between "://" and the next ":" or "/".
-const HOST = (BASE_URL.match(/^https?:\/\/(\[[^\]]*\]|[^:/]+)/) || [])[1];
-if (!(HOST === 'localhost' || HOST === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(HOST || ''))) {
-  throw new Error(`refusing non-loopback BASE_URL ${BASE_URL}`);
-}
+requireLoopback(BASE_URL);
 if (!API_KEY) throw new Error('API_KEY is required (the gateway key with the publish right)');
 
 const DURATION_S = seconds(DURATION);

@@ -54,6 +54,7 @@
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 import exec from 'k6/execution';
+import { requireLoopback, seconds } from './lib.js';
 import { Counter, Rate, Trend } from 'k6/metrics';
 
 const TARGET = __ENV.TARGET || 'gateway';
@@ -67,26 +68,7 @@ const PUB_RATE = parseInt(__ENV.PUB_RATE || '2', 10);
 const PUB_DURATION = __ENV.PUB_DURATION || '20s';
 const TAIL = __ENV.TAIL || '3s';
 
-// "20s", "1m30s", "500ms", "2h" -> seconds (k6's own duration syntax).
-function seconds(d) {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  const unit = { ms: 0.001, s: 1, m: 60, h: 3600 };
-  let total = 0;
-  let matched = '';
-  let m;
-  while ((m = re.exec(d)) !== null) {
-    total += parseFloat(m[1]) * unit[m[2]];
-    matched += m[0];
-  }
-  if (matched !== d) throw new Error(`bad duration: ${d}`);
-  return total;
-}
-
-// k6 has no WHATWG URL global; the host is what sits between "://" and the next ":" or "/".
-const HOST = (BASE_URL.match(/^https?:\/\/(\[[^\]]*\]|[^:/]+)/) || [])[1];
-if (!(HOST === 'localhost' || HOST === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(HOST || ''))) {
-  throw new Error(`refusing non-loopback BASE_URL ${BASE_URL}`);
-}
+requireLoopback(BASE_URL);
 if (TARGET !== 'gateway' && TARGET !== 'nchan') throw new Error(`TARGET must be gateway or nchan: ${TARGET}`);
 if (TARGET === 'gateway' && !API_KEY) throw new Error('API_KEY is required with TARGET=gateway');
 
