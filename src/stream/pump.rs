@@ -195,8 +195,12 @@ pub async fn pump<D: Downstream>(
                 .reset(last_write + settings.heartbeat_interval);
         }
         count_sent(&client.events_sent, &batch);
+        // One clock read for the whole batch: at millions of deliveries a second, a clock read
+        // per event was a visible share of the profile.
+        let written_at = last_write.into_std();
         for event in batch.drain(..) {
-            metrics::DELIVERY_LATENCY.observe(event.accepted_at.elapsed().as_secs_f64());
+            let latency = written_at.saturating_duration_since(event.accepted_at);
+            metrics::DELIVERY_LATENCY.observe(latency.as_secs_f64());
         }
     };
 
