@@ -85,10 +85,8 @@ impl ShutdownSignalWatch for SignalWatch {
         self.drain.start();
         // Streams pick their moments within the grace period; allow a little slack for the last
         // writes before giving up on stragglers.
-        let deadline = tokio::time::Instant::now() + self.grace_period + Duration::from_secs(1);
-        while !self.hub.clients().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let slack = self.grace_period + Duration::from_secs(1);
+        let _ = tokio::time::timeout(slack, self.hub.clients().until_empty()).await;
         tracing::info!(left = self.hub.clients().len(), "drain finished; exiting");
         ShutdownSignal::GracefulTerminate
     }

@@ -104,6 +104,8 @@ pub struct ClientInfo {
 pub struct ClientRegistry {
     next_id: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    /// Signalled whenever the last stream leaves, for the drain to wait on.
+    emptied: Notify,
 }
 
 impl ClientRegistry {
@@ -131,7 +133,25 @@ impl ClientRegistry {
     }
 
     pub(super) fn unregister(&self, id: u64) {
-        self.clients.lock().remove(&id);
+        let mut clients = self.clients.lock();
+        clients.remove(&id);
+        if clients.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Resolves once no stream is open (at once if none is).
+    pub async fn until_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            // Registered before the check, so a last stream leaving in between is not missed.
+            emptied.as_mut().enable();
+            if self.is_empty() {
+                return;
+            }
+            emptied.await;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -166,5 +186,46 @@ impl ClientRegistry {
     /// Every open stream, e.g. to close them all on shutdown.
     pub fn all(&self) -> Vec<Arc<ClientHandle>> {
         self.clients.lock().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn until_empty_waits_for_the_last_stream() {
+        let registry = Arc::new(ClientRegistry::default());
+        registry.until_empty().await; // none open: at once
+        let a = registry.register(Box::new([]), None, None, None);
+        let b = registry.register(Box::new([]), None, None, None);
+        let waiter = {
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.until_empty().await })
+        };
+        registry.unregister(a.id);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiter.is_finished(), "one stream is still open");
+        registry.unregister(b.id);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("resolves when the last stream leaves")
+            .unwrap();
+    }
+
+    #[test]
+    fn pages_follow_the_cursor() {
+        let registry = ClientRegistry::default();
+        let ids: Vec<u64> = (0..5)
+            .map(|_| registry.register(Box::new([]), None, None, None).id)
+            .collect();
+        let (first, next) = registry.page(0, 2);
+        assert_eq!(first.len(), 2);
+        let (second, next) = registry.page(next.unwrap(), 2);
+        let (third, last) = registry.page(next.unwrap(), 2);
+        assert_eq!((second.len(), third.len(), last), (2, 1, None));
+        assert_eq!(third[0].id, ids[4].to_string());
     }
 }
