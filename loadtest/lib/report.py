@@ -84,6 +84,19 @@ def main():
         ours = f"{fmt(da, '%', 2)} / {fmt(pa, ' ms')}" if need_all else fmt(pa, " ms")
         theirs = f"{fmt(db, '%', 2)} / {fmt(pb, ' ms')}" if need_all else fmt(pb, " ms")
         row(figure, target, (ours, pa), (theirs, pb), met)
+    a, b = g("k6_streams"), n("k6_streams")
+    if a or b:
+        def k6_streams(r):
+            if not r:
+                return "not measured"
+            m = r.get("k6", {}).get("metrics", {})
+            missing = m.get("events_missing", {}).get("count", 0)
+            dup = m.get("events_duplicate", {}).get("count", 0)
+            ok = m.get("stream_ok", {}).get("value")
+            verdict = "all events" if r["exit"] == 0 else "thresholds crossed"
+            return f"{verdict}: {missing} missing, {dup} duplicate, streams ok {fmt(100 * ok if ok is not None else None, '%')}"
+        row("k6: 2,000 VUs hold streams, 40 events each, counted in the body", "every event, once",
+            (k6_streams(a), None), (k6_streams(b), None), bool(a) and a["exit"] == 0)
     k = g("k6_publish")
     if k:
         m = k.get("k6", {}).get("metrics", {})
