@@ -142,6 +142,17 @@ struct State {
     pruned_floor: u64,
 }
 
+impl State {
+    /// The channel's entry, created with its configured limits when it has none. A new entry
+    /// starts at `pruned_floor`: events below it may have been forgotten with an earlier entry.
+    fn channel(&mut self, name: &str, limits_for: impl Fn(&str) -> HistoryLimits) -> &mut Channel {
+        let pruned_floor = self.pruned_floor;
+        self.channels
+            .entry(name.into())
+            .or_insert_with(|| Channel::new(limits_for(name), pruned_floor))
+    }
+}
+
 /// Channels, history and fan-out for one node. See the module doc for the ordering guarantees.
 pub struct Hub {
     epoch: u64,
@@ -195,14 +206,10 @@ impl Hub {
         let event = make(id);
         state.last_seq = id.seq;
         let now = event.accepted_at;
-        let pruned_floor = state.pruned_floor;
         // A subscriber of several of the event's channels gets it once.
         let mut delivered: Option<HashSet<u64>> = (event.channels.len() > 1).then(HashSet::new);
         for name in event.channels.iter() {
-            let channel = state
-                .channels
-                .entry(name.clone())
-                .or_insert_with(|| Channel::new((self.limits_for)(name), pruned_floor));
+            let channel = state.channel(name, &self.limits_for);
             channel.history.push_back(event.clone());
             channel.evict(now);
             channel.subscribers.retain(|client_id, sub| {
@@ -221,19 +228,15 @@ impl Hub {
     pub fn subscribe(self: &Arc<Self>, req: SubscribeRequest) -> Subscription {
         let (tx, rx) = mpsc::channel(req.queue.max(1));
         let client = self.clients.register(
-            req.channels.clone().into_boxed_slice(),
+            req.channels.into_boxed_slice(),
             req.types,
             req.peer,
             req.principal,
         );
         let mut state = self.state.lock();
         let now = Instant::now();
-        let pruned_floor = state.pruned_floor;
         for name in &client.channels {
-            let channel = state
-                .channels
-                .entry(name.clone())
-                .or_insert_with(|| Channel::new((self.limits_for)(name), pruned_floor));
+            let channel = state.channel(name, &self.limits_for);
             channel.evict(now);
             channel.subscribers.insert(
                 client.id,
