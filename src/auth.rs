@@ -3,7 +3,7 @@
 
 use pingora::http::RequestHeader;
 
-use crate::config::{ApiKey, AuthConfig, ChannelPattern, Policy};
+use crate::config::{ApiKey, AuthConfig, ChannelPattern, Config, Policy};
 use crate::reply::ApiError;
 
 /// An authenticated caller and its rights.
@@ -111,6 +111,25 @@ pub fn authorize(
             }
         }
     }
+}
+
+/// Checks `action` on every channel against its rule's policy (`claims` when no rule matches).
+pub fn authorize_channels(
+    cfg: &Config,
+    who: Option<&Principal>,
+    action: Action,
+    channels: &[Box<str>],
+) -> Result<(), ApiError> {
+    for channel in channels {
+        let policy = cfg
+            .channel_rule(channel)
+            .map_or(Policy::Claims, |r| match action {
+                Action::Subscribe => r.subscribe,
+                Action::Publish => r.publish,
+            });
+        authorize(policy, who, action, channel)?;
+    }
+    Ok(())
 }
 
 /// Admin endpoints: 401 without a credential, 403 with one that is not admin.

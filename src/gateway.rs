@@ -21,7 +21,7 @@ use pingora::services::listening::Service;
 use pingora::Result;
 
 use crate::admin;
-use crate::auth::{self, Authenticator, Principal};
+use crate::auth::{self, Action, Authenticator, Principal};
 use crate::broker::{MemoryBroker, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::cors;
@@ -276,7 +276,7 @@ impl Gateway {
         publish::require_json(session)?;
         let body = publish::read_body(session, cfg.limits.max_event_bytes).await?;
         let draft = publish::parse(&body, cfg)?;
-        publish::authorize(cfg, who.as_ref(), &draft)?;
+        auth::authorize_channels(cfg, who.as_ref(), Action::Publish, &draft.channels)?;
         let channels = draft.channels.iter().map(|c| c.to_string()).collect();
         let id =
             self.app.broker.publish(draft).await.map_err(|e| {
@@ -305,7 +305,7 @@ impl Gateway {
             .map(|v| v.as_bytes());
         let req = StreamRequest::parse(query, header_id, cfg.limits.max_channels_per_connection)?;
         let who = self.app.auth.load().identify(session.req_header())?;
-        stream::authorize(cfg, who.as_ref(), &req.channels)?;
+        auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
         if self.app.hub.clients().len() >= cfg.limits.max_connections {
             return Err(ApiError::new(
                 503,

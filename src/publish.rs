@@ -4,9 +4,8 @@ use bytes::BytesMut;
 use pingora::protocols::http::ServerSession;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, Action, Principal};
 use crate::broker::Draft;
-use crate::config::{is_valid_channel, is_valid_event_type, Config, Policy};
+use crate::config::{is_valid_channel, is_valid_event_type, Config};
 use crate::reply::ApiError;
 
 /// The request body, as the contract defines it.
@@ -159,15 +158,4 @@ pub fn parse(body: &[u8], cfg: &Config) -> Result<Draft, ApiError> {
         event_type: event_type.into(),
         data,
     })
-}
-
-/// Checks the publish right on every channel of the draft.
-pub fn authorize(cfg: &Config, who: Option<&Principal>, draft: &Draft) -> Result<(), ApiError> {
-    for channel in draft.channels.iter() {
-        let policy = cfg
-            .channel_rule(channel)
-            .map_or(Policy::Claims, |r| r.publish);
-        auth::authorize(policy, who, Action::Publish, channel)?;
-    }
-    Ok(())
 }

@@ -21,31 +21,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub use pump::{pump, Downstream, End, WriteError};
 pub use request::StreamRequest;
 
-use crate::auth::{self, Action, Principal};
-use crate::config::{Config, HeartbeatKind, Policy};
+use crate::auth::Principal;
+use crate::config::{Config, HeartbeatKind};
 use crate::gateway::App;
-use crate::hub::SubscribeRequest;
+use crate::hub::{SubscribeRequest, Subscription};
 use crate::metrics;
-use crate::reply::{ApiError, CommonHeaders};
+use crate::reply::CommonHeaders;
+use crate::shutdown::Drain;
 
 /// How long a write may take when `sse.idle_timeout` is not set: a client whose socket accepts
 /// nothing for this long is gone or hopelessly slow.
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Checks the subscribe right for every channel.
-pub fn authorize(
-    cfg: &Config,
-    who: Option<&Principal>,
-    channels: &[Box<str>],
-) -> Result<(), ApiError> {
-    for channel in channels {
-        let policy = cfg
-            .channel_rule(channel)
-            .map_or(Policy::Claims, |r| r.subscribe);
-        auth::authorize(policy, who, Action::Subscribe, channel)?;
-    }
-    Ok(())
-}
 
 /// Everything a running stream needs to know, fixed when it opens.
 #[derive(Debug, Clone)]
@@ -121,28 +107,36 @@ pub async fn open(
     metrics::STREAMS_OPEN.inc();
     tracing::debug!(client = sub.client.id, ?peer, "stream opened");
     let drain = app.drain.clone();
+    let write_timeout = settings.write_timeout;
     match session {
         ServerSession::H1(h1) => {
-            let mut out = ChunkedSocket {
+            let out = ChunkedSocket {
                 stream: h1.into_inner(),
-                write_timeout: settings.write_timeout,
+                write_timeout,
             };
-            tokio::spawn(async move {
-                let end = pump(&mut out, sub, &settings, &drain).await;
-                finished(end);
-            });
+            spawn_stream(out, sub, settings, drain);
         }
-        other => {
-            let mut out = SessionOut {
-                session: other,
-                write_timeout: settings.write_timeout,
-            };
-            tokio::spawn(async move {
-                let end = pump(&mut out, sub, &settings, &drain).await;
-                finished(end);
-            });
-        }
+        session => spawn_stream(
+            SessionOut {
+                session,
+                write_timeout,
+            },
+            sub,
+            settings,
+            drain,
+        ),
     }
+}
+
+/// Runs the stream on a task of its own and counts how it ended.
+fn spawn_stream<D>(mut out: D, sub: Subscription, settings: StreamSettings, drain: Arc<Drain>)
+where
+    D: Downstream + Send + 'static,
+{
+    tokio::spawn(async move {
+        let end = pump(&mut out, sub, &settings, &drain).await;
+        finished(end);
+    });
 }
 
 fn finished(end: End) {
