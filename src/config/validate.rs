@@ -156,6 +156,39 @@ impl Checker {
         self.at(Pos::of(at.referenced), message);
     }
 
+    /// A list entry's `name` (entry `i`, at `at`): present, not empty, and not used by an earlier
+    /// entry. `names` maps each name to the entry that used it first; `duplicate(name, first)`
+    /// words the message for a repeat. `None` when the entry has no usable name.
+    fn entry_name(
+        &mut self,
+        at: &str,
+        entry_pos: Pos,
+        i: usize,
+        name: Option<Spanned<String>>,
+        names: &mut HashMap<String, usize>,
+        duplicate: impl FnOnce(&str, usize) -> String,
+    ) -> Option<String> {
+        match name {
+            Some(name) if !name.value.is_empty() => {
+                if let Some(first) = names.insert(name.value.clone(), i) {
+                    self.err(
+                        &name,
+                        format!("{at}.name: {}", duplicate(&name.value, first)),
+                    );
+                }
+                Some(name.value)
+            }
+            Some(name) => {
+                self.err(&name, format!("{at}.name: must not be empty"));
+                None
+            }
+            None => {
+                self.at(entry_pos, format!("{at}: missing `name`"));
+                None
+            }
+        }
+    }
+
     fn config(&mut self, raw: RawConfig, source: Option<&Path>) -> Config {
         let RawConfig {
             listen,
@@ -510,24 +543,10 @@ impl Checker {
                 mode,
                 headers,
             } = entry.value;
-            let name = match name {
-                Some(name) if !name.value.is_empty() => {
-                    if let Some(first) = names.insert(name.value.clone(), i) {
-                        self.err(
-                            &name,
-                            format!("{at}.name: {:?} is also sources[{first}]", name.value),
-                        );
-                    }
-                    name.value
-                }
-                Some(name) => {
-                    self.err(&name, format!("{at}.name: must not be empty"));
-                    continue;
-                }
-                None => {
-                    self.at(entry_pos, format!("{at}: missing `name`"));
-                    continue;
-                }
+            let Some(name) = self.entry_name(&at, entry_pos, i, name, &mut names, |name, first| {
+                format!("{name:?} is also sources[{first}]")
+            }) else {
+                continue;
             };
             let target = match (url, upstream, path) {
                 (Some(url), None, None) => {
@@ -803,28 +822,11 @@ impl Checker {
                 publish,
                 admin,
             } = entry.value;
-            let name = match name {
-                Some(name) if !name.value.is_empty() => {
-                    if let Some(first) = names.insert(name.value.clone(), i) {
-                        self.err(
-                            &name,
-                            format!(
-                                "{at}.name: duplicate API key name {:?} (also auth.api_keys[{first}])",
-                                name.value
-                            ),
-                        );
-                    }
-                    name.value
-                }
-                Some(name) => {
-                    self.err(&name, format!("{at}.name: must not be empty"));
-                    String::new()
-                }
-                None => {
-                    self.at(entry_pos, format!("{at}: missing `name`"));
-                    String::new()
-                }
-            };
+            let name = self
+                .entry_name(&at, entry_pos, i, name, &mut names, |name, first| {
+                    format!("duplicate API key name {name:?} (also auth.api_keys[{first}])")
+                })
+                .unwrap_or_default();
             let key = match (key_env, key_file) {
                 (Some(env), None) => self.secret_from_env(&format!("{at}.key_env"), &env),
                 (None, Some(file)) => self.secret_from_file(&format!("{at}.key_file"), &file),
