@@ -27,31 +27,27 @@ def tree(pid):
     return pids
 
 
-def rss_kib(pid):
+def sum_field(pid, path, field):
+    """Sums a kB field of a /proc file (e.g. VmRSS of status) over the process tree."""
     total = 0
     for p in tree(pid):
         try:
-            with open(f"/proc/{p}/status") as f:
+            with open(f"/proc/{p}/{path}") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field):
                         total += int(line.split()[1])
         except OSError:
             pass
     return total
+
+
+def rss_kib(pid):
+    return sum_field(pid, "status", "VmRSS:")
 
 
 def pss_kib(pid):
     """Proportional set size: shared pages (nchan's shm zone) counted once across processes."""
-    total = 0
-    for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+    return sum_field(pid, "smaps_rollup", "Pss:")
 
 
 def main():
