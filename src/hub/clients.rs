@@ -169,18 +169,17 @@ impl ClientRegistry {
     /// Up to `limit` clients with ids after `after`, and the cursor for the next page if any.
     pub fn page(&self, after: u64, limit: usize) -> (Vec<ClientInfo>, Option<u64>) {
         let clients = self.clients.lock();
-        let mut page: Vec<ClientInfo> = clients
-            .range(after.saturating_add(1)..)
-            .take(limit + 1)
-            .map(|(_, c)| c.info())
-            .collect();
-        let next = if page.len() > limit {
-            page.truncate(limit);
-            page.last().and_then(|c| c.id.parse().ok())
-        } else {
-            None
-        };
-        (page, next)
+        let mut page = Vec::with_capacity(limit.min(clients.len()));
+        let mut last = None;
+        for (id, client) in clients.range(after.saturating_add(1)..) {
+            if page.len() == limit {
+                // Another client follows this page: the page's last id is the next cursor.
+                return (page, last);
+            }
+            page.push(client.info());
+            last = Some(*id);
+        }
+        (page, None)
     }
 
     /// Every open stream, e.g. to close them all on shutdown.
