@@ -92,6 +92,24 @@ pub struct Parser {
     last_event_id_buffer: String,
     last_event_id: String,
     failed: Option<ParseError>,
+    /// Set by [`Parser::skipping_oversized`]: drop an over-limit event and read on, instead of
+    /// failing the stream.
+    skip_oversized: bool,
+    skipping: Skip,
+    /// Events dropped for their size, in skip mode.
+    skipped_events: u64,
+    /// Lines the spec says to ignore: unknown field names, `id` with a NUL, non-digit `retry`.
+    ignored_lines: u64,
+}
+
+/// Where a parser in skip mode is in dropping an over-limit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    No,
+    /// Drop bytes up to the next line break (the over-long line), then the rest of the event.
+    Line,
+    /// Drop lines up to the blank line that ends the event.
+    Event,
 }
 
 impl Parser {
@@ -107,7 +125,31 @@ impl Parser {
             last_event_id_buffer: String::new(),
             last_event_id: String::new(),
             failed: None,
+            skip_oversized: false,
+            skipping: Skip::No,
+            skipped_events: 0,
+            ignored_lines: 0,
         }
+    }
+
+    /// Skip mode: an event over a limit is dropped whole (every line up to its blank line, its
+    /// `id` included) and parsing goes on with the next one, so [`push`](Self::push) never fails.
+    /// For a relay, where failing the stream would only bring the same event back on reconnect.
+    /// Memory stays bounded: the bytes of an over-long line are not buffered.
+    pub fn skipping_oversized(mut self) -> Self {
+        self.skip_oversized = true;
+        self
+    }
+
+    /// Events dropped for their size so far, in skip mode (kept across [`finish`](Self::finish)).
+    pub fn skipped_events(&self) -> u64 {
+        self.skipped_events
+    }
+
+    /// Lines ignored as the spec says so far (unknown fields, `id` with NUL, bad `retry`): signs
+    /// of a malformed upstream (kept across [`finish`](Self::finish)).
+    pub fn ignored_lines(&self) -> u64 {
+        self.ignored_lines
     }
 
     /// The event source's last event ID string: what a reconnecting client sends as
@@ -146,10 +188,14 @@ impl Parser {
     pub fn finish(&mut self) -> bool {
         let held_bom = matches!(self.bom_matched, Some(matched) if matched > 0);
         let discarded = self.failed.is_some() || self.in_event || !self.line.is_empty() || held_bom;
+        let discarded = discarded || self.skipping != Skip::No;
         let last_event_id = mem::take(&mut self.last_event_id);
         *self = Self {
             last_event_id_buffer: last_event_id.clone(),
             last_event_id,
+            skip_oversized: self.skip_oversized,
+            skipped_events: self.skipped_events,
+            ignored_lines: self.ignored_lines,
             ..Self::new(self.limits)
         };
         discarded
@@ -193,14 +239,21 @@ impl Parser {
             }
         }
         while let Some(end) = memchr::memchr2(b'\r', b'\n', chunk) {
-            if self.line.is_empty() {
-                self.check_line_len(end)?;
-                self.process_line(&chunk[..end], out)?;
+            if self.skipping == Skip::Line {
+                // The rest of an over-long line ends here; the event it was in goes too.
+                self.skipping = Skip::Event;
+            } else if self.line.is_empty() {
+                match self.check_line_len(end) {
+                    Ok(()) => self.process_line(&chunk[..end], out)?,
+                    Err(error) => self.oversized(error, Skip::Event)?,
+                }
             } else {
-                self.check_line_len(self.line.len() + end)?;
                 let mut line = mem::take(&mut self.line);
                 line.extend_from_slice(&chunk[..end]);
-                let processed = self.process_line(&line, out);
+                let processed = match self.check_line_len(line.len()) {
+                    Ok(()) => self.process_line(&line, out),
+                    Err(error) => self.oversized(error, Skip::Event),
+                };
                 line.clear();
                 self.line = line; // keep the allocation for the next split line
                 processed?;
@@ -214,8 +267,30 @@ impl Parser {
             }
             chunk = &chunk[end + break_len..];
         }
-        self.check_line_len(self.line.len() + chunk.len())?;
+        if self.skipping == Skip::Line {
+            return Ok(());
+        }
+        if let Err(error) = self.check_line_len(self.line.len() + chunk.len()) {
+            self.line.clear();
+            return self.oversized(error, Skip::Line);
+        }
         self.line.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// An over-limit line or event: the stream's error, or in skip mode the start of dropping
+    /// the event (`from` says whether the current line still has bytes to come).
+    fn oversized(&mut self, error: ParseError, from: Skip) -> Result<(), ParseError> {
+        if !self.skip_oversized {
+            return Err(error);
+        }
+        if self.skipping == Skip::No {
+            self.skipped_events += 1;
+        }
+        self.skipping = from;
+        self.data.clear();
+        self.event_type.clear();
+        self.last_event_id_buffer.clone_from(&self.last_event_id);
         Ok(())
     }
 
@@ -230,6 +305,14 @@ impl Parser {
 
     /// One line, without its line break.
     fn process_line(&mut self, line: &[u8], out: &mut Vec<ParsedItem>) -> Result<(), ParseError> {
+        if self.skipping == Skip::Event {
+            // Lines of a dropped event; the blank line ends it without a dispatch.
+            if line.is_empty() {
+                self.skipping = Skip::No;
+                self.in_event = false;
+            }
+            return Ok(());
+        }
         if line.is_empty() {
             self.dispatch(out);
             return Ok(());
@@ -248,13 +331,18 @@ impl Parser {
         match name {
             b"event" => {
                 let value = decode(value);
-                self.check_event_size(self.data.len() + value.len())?;
+                if let Err(error) = self.check_event_size(self.data.len() + value.len()) {
+                    return self.oversized(error, Skip::Event);
+                }
                 self.event_type.clear();
                 self.event_type.push_str(&value);
             }
             b"data" => {
                 let value = decode(value);
-                self.check_event_size(self.event_type.len() + self.data.len() + value.len() + 1)?;
+                let size = self.event_type.len() + self.data.len() + value.len() + 1;
+                if let Err(error) = self.check_event_size(size) {
+                    return self.oversized(error, Skip::Event);
+                }
                 self.data.push_str(&value);
                 self.data.push('\n');
             }
@@ -262,12 +350,12 @@ impl Parser {
                 self.last_event_id_buffer.clear();
                 self.last_event_id_buffer.push_str(&decode(value));
             }
-            b"retry" => {
-                if let Some(ms) = parse_retry(value) {
-                    out.push(ParsedItem::Retry(ms));
-                }
-            }
-            _ => {} // unknown fields, and `id` values with a NUL, are ignored
+            b"retry" => match parse_retry(value) {
+                Some(ms) => out.push(ParsedItem::Retry(ms)),
+                None => self.ignored_lines += 1,
+            },
+            // Unknown fields, and `id` values with a NUL, are ignored.
+            _ => self.ignored_lines += 1,
         }
         Ok(())
     }

@@ -352,6 +352,78 @@ fn after_an_error_input_is_refused_until_finish() {
     assert_eq!(out, [message("x")]);
 }
 
+/// Skip mode: the items, the events skipped and the last event id, from `chunks`.
+fn run_skipping<'a>(
+    limits: ParserLimits,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> (Vec<ParsedItem>, u64, String) {
+    let mut parser = Parser::new(limits).skipping_oversized();
+    let mut items = Vec::new();
+    for chunk in chunks {
+        assert_eq!(
+            parser.push(chunk, &mut items),
+            Ok(()),
+            "skip mode never fails"
+        );
+    }
+    (
+        items,
+        parser.skipped_events(),
+        parser.last_event_id().to_owned(),
+    )
+}
+
+#[test]
+fn skip_mode_drops_an_oversized_event_whole_and_reads_on() {
+    let limits = small(12, 8);
+    for input in [
+        // Over the event limit, over the line limit, over it without waiting for the break.
+        &b"id: 1\ndata: a\n\nid: 2\ndata: 12345678\ndata: x\n\nid: 3\ndata: b\n\n"[..],
+        b"id: 1\ndata: a\n\nid: 2\ndata: 1234567890123\n\nid: 3\ndata: b\n\n",
+        b"id: 1\ndata: a\n\nid: 2\ndata: 123456789012345678901234\r\nid: 9\n\nid: 3\ndata: b\n\n",
+    ] {
+        let whole = run_skipping(limits, [input]);
+        assert_eq!(
+            whole,
+            (
+                vec![event("1", "message", "a"), event("3", "message", "b")],
+                1,
+                "3".into()
+            ),
+            "{input:?}"
+        );
+        assert_eq!(run_skipping(limits, input.chunks(1)), whole, "{input:?}");
+        for at in 0..=input.len() {
+            let (head, tail) = input.split_at(at);
+            assert_eq!(
+                run_skipping(limits, [head, tail]),
+                whole,
+                "split at {at}: {input:?}"
+            );
+        }
+    }
+    // The dropped event's own id is not taken: a reconnect resumes from the event before it.
+    let (items, skipped, last_id) = run_skipping(
+        limits,
+        [&b"id: 1\ndata: a\n\nid: 2\ndata: 123456789\n\n"[..]],
+    );
+    assert_eq!((items.len(), skipped, last_id.as_str()), (1, 1, "1"));
+}
+
+#[test]
+fn ignored_lines_are_counted() {
+    let mut parser = Parser::default();
+    let mut out = Vec::new();
+    parser
+        .push(
+            b"data: a\nfoo: 1\nretry: 1x\nid: a\0b\nretry: 5\n\n",
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(parser.ignored_lines(), 3);
+    assert_eq!(out, [ParsedItem::Retry(5), message("a")]);
+}
+
 #[test]
 fn injected_fields_in_data_round_trip_as_data() {
     let data = "x\n\nevent: admin\ndata: y";
@@ -506,6 +578,33 @@ proptest! {
         let outcome = run(ParserLimits::default(), split(&stream, &points));
         prop_assert_eq!(outcome.result, Ok(()));
         prop_assert_eq!(outcome.items, expected);
+    }
+
+    #[test]
+    fn skip_mode_keeps_every_event_that_fits_under_any_chunking(
+        frames in prop::collection::vec(frame(), 0..6),
+        oversized_at in any::<Index>(),
+        points in prop::collection::vec(any::<Index>(), 0..12),
+    ) {
+        // Events within the limits, with one far over them spliced in between two frames.
+        let limits = ParserLimits { max_line_bytes: 4096, max_event_bytes: 4096 };
+        let mut pieces: Vec<bytes::Bytes> = frames.iter().map(Frame::encode).collect();
+        let big = encode_event("", "message", &"x".repeat(10_000));
+        pieces.insert(oversized_at.index(pieces.len() + 1), big);
+        let stream: Vec<u8> = pieces.concat();
+        let expected: Vec<ParsedItem> = frames.iter().flat_map(Frame::expected).collect();
+        let (items, skipped, _) = run_skipping(limits, split(&stream, &points));
+        prop_assert_eq!(items, expected);
+        prop_assert_eq!(skipped, 1);
+    }
+
+    #[test]
+    fn skip_mode_outcome_does_not_depend_on_chunking(
+        input in sse_like_bytes(),
+        limits in any_limits(),
+        points in prop::collection::vec(any::<Index>(), 0..12),
+    ) {
+        prop_assert_eq!(run_skipping(limits, split(&input, &points)), run_skipping(limits, [&input[..]]));
     }
 
     #[test]
