@@ -8,6 +8,7 @@ use crate::gateway::App;
 use crate::hub::{ClientInfo, CloseReason};
 use crate::metrics;
 use crate::reply::ApiError;
+use crate::source::SourceStats;
 
 /// `GET /stats`.
 #[derive(Debug, Serialize)]
@@ -17,6 +18,8 @@ pub struct Stats {
     pub channels: usize,
     pub history_events: usize,
     pub events: EventStats,
+    /// One entry per configured source, in config order.
+    pub sources: Vec<SourceStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +74,7 @@ pub fn stats(app: &App) -> Stats {
             replayed_total: metrics::REPLAYED_EVENTS.get(),
             resets_total: metrics::RESETS.get(),
         },
+        sources: app.sources.iter().map(|s| s.snapshot()).collect(),
     }
 }
 

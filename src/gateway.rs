@@ -30,6 +30,7 @@ use crate::metrics;
 use crate::publish;
 use crate::reply::{self, ApiError, CommonHeaders};
 use crate::shutdown::{Drain, SignalWatch};
+use crate::source::{SourceService, SourceStatus};
 use crate::static_files;
 use crate::stream::{self, StreamRequest, StreamSettings};
 
@@ -42,6 +43,8 @@ pub struct App {
     pub drain: Arc<Drain>,
     pub grace_period: Duration,
     pub started_at: SystemTime,
+    /// One per entry of `sources:`, in config order.
+    pub sources: Vec<Arc<SourceStatus>>,
 }
 
 impl App {
@@ -59,6 +62,11 @@ impl App {
             }
         };
         Ok(Arc::new(App {
+            sources: config
+                .sources
+                .iter()
+                .map(|source| Arc::new(SourceStatus::new(source)))
+                .collect(),
             auth: ArcSwap::from_pointee(Authenticator::new(&config.auth)),
             grace_period: config.shutdown.grace_period,
             config: ArcSwap::from_pointee(config),
@@ -381,7 +389,8 @@ impl Built {
     }
 }
 
-/// Builds the pingora server for `config`: the HTTP service on `listen` and the janitor.
+/// Builds the pingora server for `config`: the HTTP service on `listen`, the sources and the
+/// janitor.
 pub fn build(config: Config) -> std::result::Result<Built, String> {
     metrics::init();
     let listen = resolve_listen(config.listen)?;
@@ -404,6 +413,10 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
             .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
     );
     server.add_service(http);
+    server.add_service(background_service(
+        "sources",
+        SourceService { app: app.clone() },
+    ));
     server.add_service(background_service(
         "janitor",
         Janitor {

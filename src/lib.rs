@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! In the order an event flows:
-//! - [`publish`]: `POST /broadcast`, validated into a [`broker::Draft`];
+//! - [`source`]: upstream SSE streams relayed into channels, and [`publish`]: `POST /broadcast`,
+//!   each turning events into [`broker::Draft`]s;
 //! - [`broker`]: sequences events (in memory, or cluster-wide) and hands them to the hub;
 //! - [`hub`]: channels, history, resume and fan-out to the streams' queues;
 //! - [`stream`]: one client's SSE loop: replay, live events, heartbeats, lifetime, drain;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod publish;
 pub mod reply;
 pub mod shutdown;
+pub mod source;
 pub use sse_wire as sse;
 pub mod static_files;
 pub mod stream;

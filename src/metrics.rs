@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 
 use pingora_prometheus::prometheus::{
     self, register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
-    Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, TextEncoder,
+    register_int_gauge_vec, Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    TextEncoder,
 };
 
 macro_rules! metric {
@@ -51,6 +52,23 @@ metric!(HISTORY_EVENTS: IntGauge = register_int_gauge!(
     "sse_gateway_history_events", "Events retained in history, summed over channels"));
 metric!(DRAINING: IntGauge = register_int_gauge!(
     "sse_gateway_draining", "1 while the node drains for shutdown"));
+
+// Per source: the `source` label takes the names in `sources:`, a set the operator bounds.
+metric!(SOURCE_CONNECTED: IntGaugeVec = register_int_gauge_vec!(
+    "sse_gateway_source_connected", "1 while the source's upstream stream is open", &["source"]));
+metric!(SOURCE_EVENTS: IntCounterVec = register_int_counter_vec!(
+    "sse_gateway_source_events_total", "Events ingested from the source's upstream", &["source"]));
+metric!(SOURCE_RECONNECTS: IntCounterVec = register_int_counter_vec!(
+    "sse_gateway_source_reconnects_total",
+    "Connection attempts to the source's upstream after the first", &["source"]));
+metric!(SOURCE_ERRORS: IntCounterVec = register_int_counter_vec!(
+    "sse_gateway_source_errors_total",
+    "Upstream faults by kind: connect, status, content_type, stalled, read, oversized, \
+     malformed, bad_channel, publish",
+    &["source", "kind"]));
+metric!(SOURCE_LAST_EVENT: IntGaugeVec = register_int_gauge_vec!(
+    "sse_gateway_source_last_event_timestamp_seconds",
+    "Unix time of the last event ingested from the source", &["source"]));
 
 /// Touches every metric so that it appears in the first scrape, before its first event, and adds
 /// the standard `process_*` collector (resident memory, CPU, open files).

@@ -7,6 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use sse_gateway::config::{
     self, BrokerConfig, ChannelPattern, Config, ConfigErrors, HeartbeatKind, HistoryLimits, Policy,
+    SourceChannel, SourceMode, SourceTarget,
 };
 
 /// The shipped file names this variable for its `dev` API key.
@@ -74,7 +75,30 @@ fn shipped_gateway_yaml_loads() {
         ["http://localhost:5173", "http://localhost:8080"]
     );
     assert!(config.cors.allow_credentials && !config.cors.allow_any_origin);
-    assert!(config.sources.is_empty() && config.routes.is_empty() && config.upstreams.is_empty());
+    // The quick start: the reference upstream's two streams on their channels.
+    let sources: Vec<(&str, &SourceTarget, &SourceChannel, SourceMode)> = config
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), &s.target, &s.channel, s.mode))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (
+                "notifications",
+                &SourceTarget::Url("http://127.0.0.1:9001/streams/notifications".into()),
+                &SourceChannel::Fixed("notifications".into()),
+                SourceMode::Always
+            ),
+            (
+                "metrics",
+                &SourceTarget::Url("http://127.0.0.1:9001/streams/metrics".into()),
+                &SourceChannel::Fixed("metrics".into()),
+                SourceMode::OnDemand
+            ),
+        ]
+    );
+    assert!(config.routes.is_empty() && config.upstreams.is_empty());
 }
 
 #[test]

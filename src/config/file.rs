@@ -79,7 +79,10 @@ pub(super) struct RawSource {
     pub path: Option<Spanned<String>>,
     pub channel: Option<Spanned<String>>,
     pub channel_from_event_type: Option<Spanned<bool>>,
+    pub channel_prefix: Option<Spanned<String>>,
     pub mode: Option<Spanned<String>>,
+    pub linger: Option<Spanned<String>>,
+    pub stall_timeout: Option<Spanned<String>>,
     /// Header name → value. Values may be secrets: never echoed in messages.
     pub headers: Option<BTreeMap<String, Spanned<String>>>,
 }

@@ -242,6 +242,12 @@ pub struct SourceConfig {
     pub target: SourceTarget,
     pub channel: SourceChannel,
     pub mode: SourceMode,
+    /// With `on_demand`: how long the connection stays up after the last subscriber leaves, so
+    /// a page reload does not cost an upstream reconnect.
+    pub linger: Duration,
+    /// No bytes from the upstream for this long (events or its heartbeats) means the connection
+    /// is dead even if TCP has not noticed: the gateway reconnects.
+    pub stall_timeout: Duration,
     /// Extra request headers, validated as HTTP header names and values. Values may be
     /// credentials: never log them.
     pub headers: Vec<(String, String)>,
@@ -261,9 +267,9 @@ pub enum SourceTarget {
 pub enum SourceChannel {
     /// `channel:` every event goes to this one channel.
     Fixed(String),
-    /// `channel_from_event_type: true`: each event goes to the channel named by its `event:`
-    /// field (events whose type is not a valid channel name are dropped and counted).
-    FromEventType,
+    /// `channel_from_event_type: true`: each event goes to the channel `channel_prefix` + its
+    /// `event:` field (events for which that is not a valid channel name are dropped and counted).
+    FromEventType { prefix: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -143,6 +143,9 @@ mod default {
     pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
     pub const HEALTH_CHECK_PATH: &str = "/healthz";
     pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+    pub const LINGER: Duration = Duration::from_secs(30);
+    /// Three of the usual 15 s heartbeats.
+    pub const STALL_TIMEOUT: Duration = Duration::from_secs(45);
     /// More than this much padding per stream is a typo, not a proxy workaround.
     pub const MAX_PADDING: usize = 1 << 20;
 }
@@ -540,7 +543,10 @@ impl Checker {
                 path,
                 channel,
                 channel_from_event_type,
+                channel_prefix,
                 mode,
+                linger,
+                stall_timeout,
                 headers,
             } = entry.value;
             let Some(name) = self.entry_name(&at, entry_pos, i, name, &mut names, |name, first| {
@@ -594,6 +600,14 @@ impl Checker {
             let from_event_type = channel_from_event_type.as_ref().is_some_and(|b| b.value);
             let channel = match (channel, from_event_type) {
                 (Some(channel), false) => {
+                    if let Some(prefix) = &channel_prefix {
+                        self.err(
+                            prefix,
+                            format!(
+                                "{at}.channel_prefix: only used with `channel_from_event_type`"
+                            ),
+                        );
+                    }
                     if !is_valid_channel(&channel.value) {
                         self.err(
                             &channel,
@@ -606,7 +620,19 @@ impl Checker {
                     }
                     SourceChannel::Fixed(channel.value)
                 }
-                (None, true) => SourceChannel::FromEventType,
+                (None, true) => {
+                    let prefix = channel_prefix.map(|p| p.value).unwrap_or_default();
+                    if !prefix.is_empty() && !is_valid_channel(&prefix) {
+                        self.at(
+                            entry_pos,
+                            format!(
+                                "{at}.channel_prefix: {prefix:?} has characters a channel name \
+                                 cannot have ([A-Za-z0-9._:/-])"
+                            ),
+                        );
+                    }
+                    SourceChannel::FromEventType { prefix }
+                }
                 (Some(channel), true) => {
                     self.err(
                         &channel,
@@ -634,6 +660,18 @@ impl Checker {
                 ],
                 SourceMode::Always,
             );
+            if let (SourceMode::Always, Some(linger)) = (mode, &linger) {
+                self.err(
+                    linger,
+                    format!("{at}.linger: only used with `mode: on_demand`"),
+                );
+            }
+            let linger = self.duration(&format!("{at}.linger"), linger.as_ref(), default::LINGER);
+            let stall_timeout = self.positive_duration(
+                &format!("{at}.stall_timeout"),
+                stall_timeout.as_ref(),
+                default::STALL_TIMEOUT,
+            );
             let mut checked_headers = Vec::new();
             for (header, value) in headers.unwrap_or_default() {
                 if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
@@ -655,6 +693,8 @@ impl Checker {
                 target,
                 channel,
                 mode,
+                linger,
+                stall_timeout,
                 headers: checked_headers,
             });
         }
@@ -1270,14 +1310,12 @@ fn is_host_name(text: &str) -> bool {
 }
 
 /// An absolute `http://` or `https://` URL with a host.
+/// An absolute `http://` or `https://` URL with a host, as a request can be made to it.
 fn is_http_url(text: &str) -> bool {
-    let rest = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"));
-    rest.is_some_and(|rest| {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        !authority.is_empty() && !text.chars().any(|c| c.is_whitespace() || c.is_control())
-    })
+    let Ok(uri) = text.parse::<http::Uri>() else {
+        return false;
+    };
+    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some_and(|h| !h.is_empty())
 }
 
 /// An origin as browsers send it: `scheme://host[:port]`, lowercase, no path.
@@ -1461,6 +1499,8 @@ shutdown:
                 target: SourceTarget::Url("http://127.0.0.1:9001/streams/notifications".into()),
                 channel: SourceChannel::Fixed("notifications".into()),
                 mode: SourceMode::Always,
+                linger: Duration::from_secs(30),
+                stall_timeout: Duration::from_secs(45),
                 headers: vec![],
             }
         );
@@ -1852,7 +1892,10 @@ sources:
     upstream: api
     path: /feed
     channel_from_event_type: true
+    channel_prefix: feed.
     mode: on_demand
+    linger: 5s
+    stall_timeout: 20s
     headers: {Authorization: Bearer abc}
 routes:
   - {path_prefix: /api/, host: example.com, upstream: api, strip_prefix: true}
@@ -1866,8 +1909,12 @@ routes:
                     upstream: "api".into(),
                     path: "/feed".into()
                 },
-                channel: SourceChannel::FromEventType,
+                channel: SourceChannel::FromEventType {
+                    prefix: "feed.".into()
+                },
                 mode: SourceMode::OnDemand,
+                linger: Duration::from_secs(5),
+                stall_timeout: Duration::from_secs(20),
                 headers: vec![("Authorization".into(), "Bearer abc".into())],
             }]
         );
@@ -1892,6 +1939,7 @@ sources:
   - {name: b, upstream: nope, path: /x, channel: \"bad channel\"}
   - {name: c, url: \"http://x\"}
   - {name: d, url: \"http://x\", channel: d, headers: {\"bad header\": v, X-Ok: \"\\n\"}}
+  - {name: e, url: \"http://x\", channel: e, channel_prefix: p., linger: 5s, stall_timeout: 0s}
 routes:
   - {path_prefix: api, upstream: missing}
   - {upstream: api}
@@ -1910,9 +1958,12 @@ routes:
             "8:5: sources[3]: needs `channel`, or `channel_from_event_type: true`",
             "9:68: sources[4].headers: invalid header name \"bad header\"",
             "9:77: sources[4].headers.X-Ok: invalid header value",
-            "11:19: routes[0].path_prefix: invalid path \"api\"",
-            "11:34: routes[0].upstream: no upstream named \"missing\"",
-            "12:5: routes[1]: needs `path_prefix` and `upstream`",
+            "10:60: sources[5].channel_prefix: only used with `channel_from_event_type`",
+            "10:72: sources[5].linger: only used with `mode: on_demand`",
+            "10:91: sources[5].stall_timeout: must be more than 0s",
+            "12:19: routes[0].path_prefix: invalid path \"api\"",
+            "12:34: routes[0].upstream: no upstream named \"missing\"",
+            "13:5: routes[1]: needs `path_prefix` and `upstream`",
         ];
         assert_starts(&found, &expected);
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use clients::{ClientHandle, ClientInfo, ClientRegistry, CloseReason};
 pub use event::{Event, EventId};
@@ -160,6 +160,9 @@ pub struct Hub {
     clients: ClientRegistry,
     /// Resolves history limits for a channel (from the config's channel rules).
     limits_for: Box<dyn Fn(&str) -> HistoryLimits + Send + Sync>,
+    /// Bumped whenever a stream subscribes or leaves: on-demand sources wait on it to learn
+    /// when their channels gain or lose their audience.
+    subscriptions: watch::Sender<u64>,
 }
 
 impl Hub {
@@ -177,6 +180,7 @@ impl Hub {
             }),
             clients: ClientRegistry::default(),
             limits_for: Box::new(limits_for),
+            subscriptions: watch::Sender::new(0),
         })
     }
 
@@ -277,6 +281,7 @@ impl Hub {
             seq: state.last_seq,
         };
         drop(state);
+        self.subscriptions.send_modify(|n| *n += 1);
         if reset.is_some() {
             metrics::RESETS.inc();
         }
@@ -327,6 +332,21 @@ impl Hub {
         }
         drop(state);
         self.clients.unregister(client.id);
+        self.subscriptions.send_modify(|n| *n += 1);
+    }
+
+    /// Whether any stream subscribes to a channel `matches` accepts.
+    pub fn has_subscribers(&self, matches: impl Fn(&str) -> bool) -> bool {
+        let state = self.state.lock();
+        state
+            .channels
+            .iter()
+            .any(|(name, channel)| !channel.subscribers.is_empty() && matches(name))
+    }
+
+    /// Changes whenever a stream subscribes or leaves; see [`Hub::has_subscribers`].
+    pub fn watch_subscriptions(&self) -> watch::Receiver<u64> {
+        self.subscriptions.subscribe()
     }
 
     /// Applies the age limit to every channel and forgets channels with neither history nor

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use sse_gateway::sse::parse::{ParsedEvent, ParsedItem, Parser, ParserLimits};
 
+mod upstream;
+#[allow(unused_imports)] // only the source tests use these
+pub use upstream::*;
+
 /// The admin/publish key every test gateway is configured with.
 pub const KEY: &str = "test-key-0123456789";
 /// A key that may publish on `limited.*` only and is no admin.
