@@ -16,6 +16,17 @@ fn gateway_with_source(entry: &str, extra: &str) -> Gateway {
     Gateway::start(&format!("sources:\n  - {entry}\n{extra}"))
 }
 
+/// A gateway relaying the upstream's notifications into the `notifications` channel.
+fn notifications_gateway(up: &Upstream) -> Gateway {
+    gateway_with_source(
+        &format!(
+            "{{name: notes, url: \"{}\", channel: notifications}}",
+            up.url("/streams/notifications")
+        ),
+        "",
+    )
+}
+
 async fn source_stats(gw: &Gateway) -> Value {
     gw.admin_get("/stats").await["sources"][0].clone()
 }
@@ -51,13 +62,7 @@ fn title(event: &sse_gateway::sse::parse::ParsedEvent) -> String {
 #[tokio::test]
 async fn one_upstream_connection_serves_500_subscribers() {
     let up = Upstream::start(&["--notify-interval", "0s"]);
-    let gw = gateway_with_source(
-        &format!(
-            "{{name: notes, url: \"{}\", channel: notifications}}",
-            up.url("/streams/notifications")
-        ),
-        "",
-    );
+    let gw = notifications_gateway(&up);
     let url = gw.url("/events?channel=notifications");
     let subscribers: Vec<_> = (0..500)
         .map(|_| {
@@ -94,13 +99,7 @@ async fn one_upstream_connection_serves_500_subscribers() {
 #[tokio::test]
 async fn dropped_upstream_streams_resume_with_last_event_id_without_loss_or_duplicates() {
     let up = Upstream::start(&["--notify-interval", "0s"]);
-    let gw = gateway_with_source(
-        &format!(
-            "{{name: notes, url: \"{}\", channel: notifications}}",
-            up.url("/streams/notifications")
-        ),
-        "",
-    );
+    let gw = notifications_gateway(&up);
     let mut client = SseClient::connect(&gw.url("/events?channel=notifications")).await;
     wait_upstream_clients(&up, 1).await;
     wait_source(&gw, "source connected", |s| s["connected"] == true).await;
@@ -139,13 +138,7 @@ async fn dropped_upstream_streams_resume_with_last_event_id_without_loss_or_dupl
 #[tokio::test]
 async fn an_upstream_restart_loses_nothing_it_retained_and_duplicates_nothing() {
     let mut up = Upstream::start(&["--notify-interval", "0s"]);
-    let gw = gateway_with_source(
-        &format!(
-            "{{name: notes, url: \"{}\", channel: notifications}}",
-            up.url("/streams/notifications")
-        ),
-        "",
-    );
+    let gw = notifications_gateway(&up);
     let mut client = SseClient::connect(&gw.url("/events?channel=notifications")).await;
     wait_upstream_clients(&up, 1).await;
     let mut last_id = String::new();

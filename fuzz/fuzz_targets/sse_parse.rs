@@ -3,8 +3,8 @@
 //! Panics, hangs and unbounded buffering are caught by the fuzzer itself.
 //!
 //! Input layout: byte 0 picks the limits (default, or small ones that errors are reachable
-//! with), bytes 1..=8 are chunk lengths used in turn (0 means an empty chunk), the rest is the
-//! stream.
+//! with) and whether oversized events fail the stream or are skipped (as sources do), bytes
+//! 1..=8 are chunk lengths used in turn (0 means an empty chunk), the rest is the stream.
 
 #![no_main]
 
@@ -19,12 +19,16 @@ struct Outcome {
     discarded: bool,
 }
 
-fn run<'a>(limits: ParserLimits, chunks: impl Iterator<Item = &'a [u8]>) -> Outcome {
+fn run<'a>(limits: ParserLimits, skip: bool, chunks: impl Iterator<Item = &'a [u8]>) -> Outcome {
     let mut parser = Parser::new(limits);
+    if skip {
+        parser = parser.skipping_oversized();
+    }
     let mut items = Vec::new();
     let mut result = Ok(());
     for chunk in chunks {
         result = parser.push(chunk, &mut items);
+        assert!(!(skip && result.is_err()), "skip mode failed the stream: {result:?}");
         if result.is_err() {
             break;
         }
@@ -76,7 +80,8 @@ fuzz_target!(|input: &[u8]| {
             max_event_bytes: usize::from(selector >> 2),
         }
     };
-    let whole = run(limits, std::iter::once(stream));
-    let chunked = run(limits, chunks(stream, lengths));
+    let skip = selector & 2 != 0;
+    let whole = run(limits, skip, std::iter::once(stream));
+    let chunked = run(limits, skip, chunks(stream, lengths));
     assert_eq!(whole, chunked, "chunk lengths {lengths:?}");
 });

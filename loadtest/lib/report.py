@@ -84,6 +84,12 @@ def main():
         ours = f"{fmt(da, '%', 2)} / {fmt(pa, ' ms')}" if need_all else fmt(pa, " ms")
         theirs = f"{fmt(db, '%', 2)} / {fmt(pb, ' ms')}" if need_all else fmt(pb, " ms")
         row(figure, target, (ours, pa), (theirs, pb), met)
+    s = runs.get(("source", "source_10000_2"))
+    if s:
+        ps = lat(s, "p99")
+        row("Upstream source event -> 10,000 streams x 2 events/s (one upstream connection), delivered / p99",
+            "100%, <= 50 ms (as POST /broadcast)", (f"{fmt(delivered(s), '%', 2)} / {fmt(ps, ' ms')}", ps),
+            ("not applicable", None), ps is not None and ps <= 50 and delivered(s) == 100.0)
     a, b = g("k6_streams"), n("k6_streams")
     if a or b:
         def k6_streams(r):

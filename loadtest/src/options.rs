@@ -21,6 +21,9 @@ pub enum PublishFormat {
     Gateway,
     /// `POST` the data itself as `text/plain`, as nginx+nchan's publisher endpoint wants.
     Raw,
+    /// `POST` JSON `{"title": "<seq> <send time>", "body": padding}` to the reference
+    /// upstream's `/notifications`: the event reaches the streams relayed by a gateway source.
+    Notification,
 }
 
 /// Opens N SSE streams on loopback, publishes M timestamped events and reports how they were
@@ -38,7 +41,8 @@ pub struct Options {
     #[arg(long, default_value = "http://127.0.0.1:8080/broadcast")]
     pub publish_url: String,
 
-    /// `gateway`: JSON with X-API-Key; `raw`: the data itself as text/plain (nginx+nchan).
+    /// `gateway`: JSON with X-API-Key; `raw`: the data itself as text/plain (nginx+nchan);
+    /// `notification`: a reference-upstream notification (through a gateway source).
     #[arg(long, value_enum, default_value_t = PublishFormat::Gateway)]
     pub publish_format: PublishFormat,
 

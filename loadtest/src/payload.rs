@@ -1,4 +1,5 @@
-//! The event data: `"<seq> <unix_nanos_at_send> <padding>"`.
+//! The event data: `"<seq> <unix_nanos_at_send> <padding>"`, or a reference-upstream
+//! notification (JSON) whose `title` is `"<seq> <unix_nanos_at_send>"`.
 //!
 //! The sequence number lets each stream tell delivered from duplicated from missing events
 //! without any per-event state, and the send time (wall clock, read on the same machine as the
@@ -24,12 +25,39 @@ pub fn make_data(seq: u64, sent_nanos: u64, bytes: usize) -> String {
     data
 }
 
+/// `data` as the two numbers and the padding after them.
+pub fn split_padding(data: &str) -> (&str, &str) {
+    let numbers_end = data
+        .match_indices(' ')
+        .nth(1)
+        .map_or(data.len(), |(at, _)| at);
+    (
+        &data[..numbers_end],
+        data[numbers_end..].trim_start_matches(' '),
+    )
+}
+
 /// Reads `(seq, sent_nanos)` back; `None` if the data is not ours.
 pub fn parse_data(data: &str) -> Option<(u64, u64)> {
+    let data = if data.starts_with('{') {
+        notification_title(data)?
+    } else {
+        data
+    };
     let mut fields = data.splitn(3, ' ');
     let seq = parse_digits(fields.next()?)?;
     let sent = parse_digits(fields.next()?)?;
     (seq > 0).then_some((seq, sent))
+}
+
+/// The `title` of a notification as the reference upstream writes it (compact JSON, and our
+/// titles hold only digits and a space, so nothing in them is escaped). A scan rather than a
+/// JSON parse: this runs for every event on every stream.
+fn notification_title(json: &str) -> Option<&str> {
+    const KEY: &str = "\"title\":\"";
+    let start = json.find(KEY)? + KEY.len();
+    let len = json[start..].find('"')?;
+    Some(&json[start..start + len])
 }
 
 /// Only ASCII digits: `u64::from_str` would also take a leading `+`.
@@ -55,6 +83,19 @@ mod tests {
         assert_eq!(short, "12 34 ");
         assert_eq!(parse_data(&short), Some((12, 34)));
         assert_eq!(parse_data("3 4"), Some((3, 4)));
+    }
+
+    #[test]
+    fn notifications_carry_the_numbers_in_their_title() {
+        let data = make_data(9, 1_700_000_000_000_000_001, 40);
+        let (title, padding) = split_padding(&data);
+        assert_eq!(title, "9 1700000000000000001");
+        assert!(!padding.is_empty() && padding.bytes().all(|b| b == b'x'));
+        assert_eq!(split_padding("9 5 "), ("9 5", ""));
+        let relayed = r#"{"id":"1-9","title":"9 1700000000000000001","body":"xx","level":"info"}"#;
+        assert_eq!(parse_data(relayed), Some((9, 1_700_000_000_000_000_001)));
+        assert_eq!(parse_data(r#"{"title":"hello"}"#), None);
+        assert_eq!(parse_data(r#"{"id":"x"}"#), None);
     }
 
     #[test]

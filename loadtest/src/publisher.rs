@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::http::{parse_head, BodyDecoder, BodyKind};
 use crate::options::PublishFormat;
+use crate::payload;
 use crate::target::Target;
 
 /// Most bytes of a publish response kept; a reply is a small JSON object.
@@ -79,6 +80,14 @@ impl Publisher {
                     .to_string(),
             ),
             PublishFormat::Raw => ("text/plain", data.to_owned()),
+            PublishFormat::Notification => {
+                // The numbers in the title (at most 200 characters), the padding in the body.
+                let (title, padding) = payload::split_padding(data);
+                (
+                    "application/json",
+                    serde_json::json!({"title": title, "body": padding}).to_string(),
+                )
+            }
         };
         let mut request = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\n\

@@ -101,19 +101,10 @@ impl Gateway {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("sse-gateway listening on http://") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr.parse().expect("address"),
-            Err(_) => {
+        let listening = listening_address(&mut child, "sse-gateway");
+        let addr = match listening {
+            Some(addr) => addr,
+            None => {
                 let _ = child.kill();
                 panic!("gateway did not start:\n{}", stderr.lock().unwrap());
             }
@@ -386,6 +377,24 @@ impl SseClient {
         }
         items
     }
+}
+
+/// The address in the `PROGRAM listening on http://ADDR` line the child prints on stdout once
+/// it is bound; `None` if it does not within 20 s.
+pub fn listening_address(child: &mut Child, program: &str) -> Option<SocketAddr> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let prefix = format!("{program} listening on http://");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix(&prefix) {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(20)).ok()?;
+    Some(addr.parse().expect("address"))
 }
 
 pub fn workspace_root() -> &'static Path {

@@ -1,17 +1,15 @@
 //! Upstreams for source tests: the real `reference-upstream` process, and a scripted HTTP
 //! server on a real socket for the faults the reference upstream does not make.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::http;
+use super::{http, listening_address};
 
 /// The `reference-upstream` binary next to the gateway's, built once if a lone `cargo test
 /// --test X` did not build the workspace.
@@ -62,22 +60,9 @@ impl Upstream {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn reference-upstream");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("reference-upstream listening on http://") {
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr.parse().expect("address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("reference-upstream did not start on {listen}");
-            }
+        let Some(addr) = listening_address(&mut child, "reference-upstream") else {
+            let _ = child.kill();
+            panic!("reference-upstream did not start on {listen}");
         };
         Upstream {
             child: Some(child),

@@ -8,10 +8,11 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::Json;
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::app::AppState;
 use crate::info::ClientGuard;
-use crate::sse::{self, StreamStart};
+use crate::sse::{self, Frame, StreamStart};
 
 /// The id a client resumes from: the `Last-Event-ID` header (what `EventSource` sends), else
 /// the `lastEventId` query parameter (for clients that cannot set headers). Empty means none.
@@ -34,16 +35,9 @@ pub async fn notifications(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let resume = resume_id(&headers, query.as_deref());
-    state.stats.record_last_event_id(resume.as_deref());
+    let resume = record_resume_id(&state, &headers, query.as_deref());
     let subscription = state.notifications.subscribe(resume.as_deref());
-    sse::response(StreamStart {
-        replay: subscription.replay,
-        live: subscription.live,
-        heartbeat: state.config.heartbeat,
-        cancel: state.control.token(),
-        guard: ClientGuard::new(Arc::clone(&state.stats)),
-    })
+    stream(&state, subscription.replay, subscription.live)
 }
 
 /// `GET /streams/metrics`: live samples only; a resume id is recorded but changes nothing.
@@ -52,11 +46,26 @@ pub async fn metrics(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let resume = resume_id(&headers, query.as_deref());
+    record_resume_id(&state, &headers, query.as_deref());
+    stream(&state, Vec::new(), state.metrics.subscribe())
+}
+
+/// The request's resume id, also kept for `/api/info` (which proxy tests read).
+fn record_resume_id(state: &AppState, headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let resume = resume_id(headers, query);
     state.stats.record_last_event_id(resume.as_deref());
+    resume
+}
+
+/// An SSE response: `replay` first, then `live`, counted as a stream client while it lasts.
+fn stream(
+    state: &AppState,
+    replay: Vec<Arc<Frame>>,
+    live: broadcast::Receiver<Arc<Frame>>,
+) -> Response {
     sse::response(StreamStart {
-        replay: Vec::new(),
-        live: state.metrics.subscribe(),
+        replay,
+        live,
         heartbeat: state.config.heartbeat,
         cancel: state.control.token(),
         guard: ClientGuard::new(Arc::clone(&state.stats)),

@@ -333,15 +333,7 @@ async fn unknown_paths_and_wrong_methods_get_json_errors() {
     assert_eq!(response.status(), 405);
     assert_error_shape(response, "method_not_allowed", "405").await;
 
-    let health: Value = t
-        .http
-        .get(t.url("/healthz"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let health: Value = t.json(t.http.get(t.url("/healthz"))).await;
     assert_eq!(health, json!({"status": "ok", "name": "test-up"}));
     t.shutdown().await;
 }
@@ -383,19 +375,14 @@ async fn info_counts_stream_clients_and_echoes_forwarding_headers() {
     .await;
     assert_eq!(t.info().await["stream_connects_total"], 2);
 
-    let info: Value = t
+    let forwarded = t
         .http
         .get(t.url("/api/info"))
         .header("X-Forwarded-For", "203.0.113.7")
         .header("X-Forwarded-Proto", "https")
         .header("X-Forwarded-Host", "example.test")
-        .header("Forwarded", "for=203.0.113.7;proto=https")
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+        .header("Forwarded", "for=203.0.113.7;proto=https");
+    let info = t.json(forwarded).await;
     assert_eq!(
         info["forwarded"],
         json!({
@@ -416,15 +403,7 @@ async fn disconnect_hook_closes_every_stream_and_clients_resume() {
     let before = t.post(json!({"title": "before"})).await;
     assert_eq!(a.next_event().await.id, before["id"].as_str().expect("id"));
 
-    let reply: Value = t
-        .http
-        .post(t.url("/streams/disconnect"))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let reply: Value = t.json(t.http.post(t.url("/streams/disconnect"))).await;
     assert_eq!(reply, json!({"closed": 2}));
     a.expect_end().await;
     b.expect_end().await;

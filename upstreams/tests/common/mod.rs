@@ -65,14 +65,13 @@ impl TestServer {
     }
 
     pub async fn info(&self) -> Value {
-        self.http
-            .get(self.url("/api/info"))
-            .send()
-            .await
-            .expect("info")
-            .json()
-            .await
-            .expect("info json")
+        self.json(self.http.get(self.url("/api/info"))).await
+    }
+
+    /// Sends `request` and reads its reply as JSON.
+    pub async fn json(&self, request: reqwest::RequestBuilder) -> Value {
+        let response = request.send().await.expect("send");
+        response.json().await.expect("json reply")
     }
 
     /// Opens a stream at `path` with extra request headers; waits for the `retry` field,
