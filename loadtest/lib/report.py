@@ -17,7 +17,7 @@ def load(raw):
     for path in glob.glob(os.path.join(raw, "*.json")):
         base = os.path.basename(path)
         # TARGET.SCENARIO.json only (not the .loadgen / .server parts).
-        if base.count(".") != 2 or base.split(".")[0] not in ("gateway", "nchan"):
+        if base.count(".") != 2 or base.split(".")[0] not in ("gateway", "nchan", "source"):
             continue
         try:
             with open(path) as f:
@@ -68,6 +68,8 @@ def main():
     rows = []
 
     def row(figure, target, ours, theirs, met, lower=True):
+        if ours[1] is None and theirs[1] is None and "n/a" in f"{ours[0]}{theirs[0]}":
+            return  # not part of this run (e.g. `loadtest/run --source`)
         rows.append((figure, target, ours[0], theirs[0], ratio(ours[1], theirs[1], lower), "yes" if met else "**no**"))
 
     v, w = rss_per_stream(g("idle_10k")), rss_per_stream(n("idle_10k"))
