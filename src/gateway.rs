@@ -26,6 +26,7 @@ use crate::broker::{MemoryBroker, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::cors;
 use crate::hub::Hub;
+use crate::limits::{Limits, StreamPermit};
 use crate::metrics;
 use crate::publish;
 use crate::reply::{self, ApiError, CommonHeaders};
@@ -41,6 +42,7 @@ pub struct App {
     pub hub: Arc<Hub>,
     pub broker: SharedBroker,
     pub drain: Arc<Drain>,
+    pub limits: Arc<Limits>,
     pub grace_period: Duration,
     pub started_at: SystemTime,
     /// One per entry of `sources:`, in config order.
@@ -69,6 +71,7 @@ impl App {
                 .collect(),
             auth: ArcSwap::from_pointee(Authenticator::new(&config.auth)),
             grace_period: config.shutdown.grace_period,
+            limits: Limits::new(&config.limits),
             config: ArcSwap::from_pointee(config),
             hub,
             broker,
@@ -97,6 +100,7 @@ struct StreamStart {
     common: CommonHeaders,
     req: StreamRequest,
     who: Option<Principal>,
+    permit: StreamPermit,
     settings: StreamSettings,
 }
 
@@ -107,11 +111,24 @@ impl HttpServerApp for Gateway {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
+        // The whole request head must arrive within `header_read_timeout`: pingora's own read
+        // timeout restarts with every byte, which a slowloris client exploits.
+        let header_timeout = self.app.config.load().limits.header_read_timeout;
+        match tokio::time::timeout(header_timeout, session.read_request()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "unreadable request");
+                return None;
+            }
+            Err(_) => {
+                metrics::LIMIT_REJECTIONS
+                    .with_label_values(&["header_timeout"])
+                    .inc();
+                tracing::debug!(
+                    ?header_timeout,
+                    "request head not complete in time; closing"
+                );
                 return None;
             }
         }
@@ -135,9 +152,10 @@ impl HttpServerApp for Gateway {
                     common,
                     req,
                     who,
+                    permit,
                     settings,
                 } = *start;
-                stream::open(session, &self.app, &common, req, who, settings).await;
+                stream::open(session, &self.app, &common, req, who, permit, settings).await;
                 None
             }
         }
@@ -151,13 +169,16 @@ impl Gateway {
     async fn handle(&self, session: &mut ServerSession) -> Handled {
         let cfg = self.app.config.load_full();
         let origin = session.req_header().headers.get(http::header::ORIGIN);
-        let result = match cors::check(&cfg.cors, origin.map(|v| v.as_bytes())) {
+        let checked = request_size(session.req_header())
+            .and_then(|()| cors::check(&cfg.cors, origin.map(|v| v.as_bytes())));
+        let result = match checked {
             Ok(common) => match self.route(session, &cfg, &common).await {
-                Ok(Some(req)) => {
+                Ok(Some((req, who, permit))) => {
                     return Handled::Stream(Box::new(StreamStart {
                         common,
-                        req: req.0,
-                        who: req.1,
+                        req,
+                        who,
+                        permit,
                         settings: StreamSettings::from_config(&cfg),
                     }))
                 }
@@ -178,7 +199,7 @@ impl Gateway {
         session: &mut ServerSession,
         cfg: &Config,
         common: &CommonHeaders,
-    ) -> std::result::Result<Option<(StreamRequest, Option<Principal>)>, ApiError> {
+    ) -> std::result::Result<Option<AdmittedStream>, ApiError> {
         let app = &self.app;
         let method = session.req_header().method.clone();
         let uri = session.req_header().uri.clone();
@@ -281,6 +302,12 @@ impl Gateway {
             return Err(ApiError::draining());
         }
         let who = self.app.auth.load().identify(session.req_header())?;
+        // Keyed by credential, or by address for anonymous publishers (public channels).
+        let publisher = match &who {
+            Some(p) => p.name.to_string(),
+            None => client_ip(session).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+        };
+        self.app.limits.admit_publish(&publisher)?;
         publish::require_json(session)?;
         let body = publish::read_body(session, cfg.limits.max_event_bytes).await?;
         let draft = publish::parse(&body, cfg)?;
@@ -296,13 +323,14 @@ impl Gateway {
         })
     }
 
-    /// Everything that can refuse a stream, before anything is written.
+    /// Everything that can refuse a stream, before anything is written; the permit holds the
+    /// stream's place in the connection limits.
     fn check_stream(
         &self,
         session: &ServerSession,
         cfg: &Config,
         query: Option<&str>,
-    ) -> std::result::Result<(StreamRequest, Option<Principal>), ApiError> {
+    ) -> std::result::Result<AdmittedStream, ApiError> {
         if self.app.drain.is_draining() {
             return Err(ApiError::draining());
         }
@@ -314,16 +342,58 @@ impl Gateway {
         let req = StreamRequest::parse(query, header_id, cfg.limits.max_channels_per_connection)?;
         let who = self.app.auth.load().identify(session.req_header())?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
-        if self.app.hub.clients().len() >= cfg.limits.max_connections {
-            return Err(ApiError::new(
-                503,
-                "at_capacity",
-                "this node holds its maximum number of streams",
-            )
-            .retry_after(5));
-        }
-        Ok((req, who))
+        let user = who.as_ref().map(|p| &*p.name);
+        let permit = self.app.limits.admit_stream(client_ip(session), user)?;
+        Ok((req, who, permit))
     }
+}
+
+/// A stream request that passed every check: what it asks, who asks, and its permit.
+type AdmittedStream = (StreamRequest, Option<Principal>, StreamPermit);
+
+/// The client's address, when the connection is TCP.
+pub(crate) fn client_ip(session: &ServerSession) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// Longest request target (path and query) accepted: far above any real channel list, far below
+/// what would make parsing it a cost.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most bytes of request header fields accepted (pingora itself stops at 1 MiB).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 414 for an over-long request target, 431 for over-large header fields.
+fn request_size(req: &pingora::http::RequestHeader) -> std::result::Result<(), ApiError> {
+    let uri = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        metrics::LIMIT_REJECTIONS
+            .with_label_values(&["uri_size"])
+            .inc();
+        return Err(ApiError::new(
+            414,
+            "uri_too_long",
+            format!("the request target is over {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        metrics::LIMIT_REJECTIONS
+            .with_label_values(&["header_size"])
+            .inc();
+        return Err(ApiError::new(
+            431,
+            "headers_too_large",
+            format!("the request header fields are over {MAX_HEADER_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiError> {
@@ -335,9 +405,11 @@ fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiErro
     }
 }
 
-/// Periodic upkeep: ages out history and forgets idle channels, and refreshes the gauges.
+/// Periodic upkeep: ages out history and forgets idle channels, prunes rate-limit state, and
+/// refreshes the gauges.
 struct Janitor {
     hub: Arc<Hub>,
+    limits: Arc<Limits>,
 }
 
 #[async_trait]
@@ -348,6 +420,7 @@ impl BackgroundService for Janitor {
             tokio::select! {
                 _ = tick.tick() => {
                     self.hub.sweep();
+                    self.limits.prune();
                     let (channels, events) = self.hub.counts();
                     metrics::CHANNELS.set(channels as i64);
                     metrics::HISTORY_EVENTS.set(events as i64);
@@ -421,6 +494,7 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
         "janitor",
         Janitor {
             hub: app.hub.clone(),
+            limits: app.limits.clone(),
         },
     ));
     Ok(Built {

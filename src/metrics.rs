@@ -53,6 +53,12 @@ metric!(HISTORY_EVENTS: IntGauge = register_int_gauge!(
 metric!(DRAINING: IntGauge = register_int_gauge!(
     "sse_gateway_draining", "1 while the node drains for shutdown"));
 
+metric!(LIMIT_REJECTIONS: IntCounterVec = register_int_counter_vec!(
+    "sse_gateway_limit_rejections_total",
+    "Requests refused by a limit: max_connections, per_ip, per_user, connect_rate, publish_rate, \
+     header_timeout, header_size, uri_size",
+    &["limit"]));
+
 // Per source: the `source` label takes the names in `sources:`, a set the operator bounds.
 metric!(SOURCE_CONNECTED: IntGaugeVec = register_int_gauge_vec!(
     "sse_gateway_source_connected", "1 while the source's upstream stream is open", &["source"]));
@@ -101,6 +107,18 @@ pub fn init() {
     LazyLock::force(&CHANNELS);
     LazyLock::force(&HISTORY_EVENTS);
     LazyLock::force(&DRAINING);
+    for limit in [
+        "max_connections",
+        "per_ip",
+        "per_user",
+        "connect_rate",
+        "publish_rate",
+        "header_timeout",
+        "header_size",
+        "uri_size",
+    ] {
+        LIMIT_REJECTIONS.with_label_values(&[limit]);
+    }
 }
 
 /// The Prometheus text exposition of every registered metric.

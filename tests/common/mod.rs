@@ -173,6 +173,19 @@ impl Gateway {
         }
     }
 
+    /// Sends `request` as is on a new connection and returns everything the gateway writes back
+    /// before it closes (or 5 s pass): for requests no HTTP client would send.
+    pub async fn raw_request(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        sock.write_all(request.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// A JSON request with the admin key.
     pub async fn admin_get(&self, path: &str) -> serde_json::Value {
         let resp = http()
