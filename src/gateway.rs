@@ -22,7 +22,7 @@ use pingora::Result;
 
 use crate::admin;
 use crate::auth::{self, Action, Authenticator, Principal};
-use crate::broker::{MemoryBroker, SharedBroker};
+use crate::broker::{redis, MemoryBroker, RedisBroker, Replicator, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::cors;
 use crate::hub::Hub;
@@ -49,21 +49,32 @@ pub struct App {
     pub sources: Vec<Arc<SourceStatus>>,
 }
 
+/// How long a node waits for Redis at startup before giving up (exit 2).
+const REDIS_STARTUP_PATIENCE: Duration = Duration::from_secs(10);
+
 impl App {
-    pub fn new(config: Config) -> std::result::Result<Arc<App>, String> {
-        let epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+    /// The shared state for `config`; with the Redis broker, also the replicator that must run as
+    /// a background service (it connects to Redis first, to learn the cluster's id epoch).
+    pub fn new(config: Config) -> std::result::Result<(Arc<App>, Option<Replicator>), String> {
         let rules = config.clone();
-        let hub = Hub::new(epoch, move |channel| rules.history_for(channel));
-        let broker: SharedBroker = match &config.broker {
-            BrokerConfig::Memory => Arc::new(MemoryBroker::new(hub.clone())),
-            BrokerConfig::Redis { .. } => {
-                return Err("broker.kind redis is not available in this build yet".into())
+        let limits_for = move |channel: &str| rules.history_for(channel);
+        let (hub, broker, replicator): (_, SharedBroker, _) = match &config.broker {
+            BrokerConfig::Memory => {
+                // The node's start: ids of an earlier run of this node are never reused.
+                let epoch = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let hub = Hub::new(epoch, limits_for);
+                (hub.clone(), Arc::new(MemoryBroker::new(hub)), None)
+            }
+            BrokerConfig::Redis { url } => {
+                let (client, epoch) = redis::cluster_epoch(url, REDIS_STARTUP_PATIENCE)?;
+                let hub = Hub::new(epoch, limits_for);
+                let (broker, replicator) = RedisBroker::new(hub.clone(), client);
+                (hub, broker, Some(replicator))
             }
         };
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             sources: config
                 .sources
                 .iter()
@@ -77,7 +88,9 @@ impl App {
             broker,
             drain: Arc::new(Drain::default()),
             started_at: SystemTime::now(),
-        }))
+        });
+        metrics::BROKER_UP.set(i64::from(app.broker.is_up()));
+        Ok((app, replicator))
     }
 }
 
@@ -243,6 +256,9 @@ impl Gateway {
                 if app.drain.is_draining() {
                     return Err(ApiError::draining());
                 }
+                if !app.broker.is_up() {
+                    return Err(ApiError::broker_unavailable("the broker is not reachable"));
+                }
                 let status = serde_json::json!({"status": "ready"});
                 sent(reply::json(session, common, 200, &status).await)
             }
@@ -313,10 +329,12 @@ impl Gateway {
         let draft = publish::parse(&body, cfg)?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Publish, &draft.channels)?;
         let channels = draft.channels.iter().map(|c| c.to_string()).collect();
-        let id =
-            self.app.broker.publish(draft).await.map_err(|e| {
-                ApiError::new(503, "broker_unavailable", e.to_string()).retry_after(1)
-            })?;
+        let id = self
+            .app
+            .broker
+            .publish(draft)
+            .await
+            .map_err(|e| ApiError::broker_unavailable(e.to_string()))?;
         Ok(publish::Accepted {
             id: id.to_string(),
             channels,
@@ -467,7 +485,7 @@ impl Built {
 pub fn build(config: Config) -> std::result::Result<Built, String> {
     metrics::init();
     let listen = resolve_listen(config.listen)?;
-    let app = App::new(config)?;
+    let (app, replicator) = App::new(config)?;
 
     let conf = ServerConf {
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -486,6 +504,9 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
             .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
     );
     server.add_service(http);
+    if let Some(replicator) = replicator {
+        server.add_service(background_service("redis replicator", replicator));
+    }
     server.add_service(background_service(
         "sources",
         SourceService { app: app.clone() },

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use sse_gateway::sse::parse::{ParsedEvent, ParsedItem, Parser, ParserLimits};
 
+pub mod redis;
 mod upstream;
 #[allow(unused_imports)] // only the source tests use these
 pub use upstream::*;
