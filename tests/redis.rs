@@ -170,7 +170,11 @@ async fn killed_subscriptions_lose_nothing() {
     assert!(!client.ended, "the stream never dropped");
     client.assert_no_event(Duration::from_millis(300)).await;
     // What pub/sub dropped while B resubscribed came from the log.
-    assert!(b.metric("sse_gateway_broker_events_recovered_total", "").await >= 1.0);
+    assert!(
+        b.metric("sse_gateway_broker_events_recovered_total", "")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -266,4 +270,63 @@ async fn a_draining_node_hands_its_clients_to_the_others_without_loss() {
             .map(|e| e.data),
     );
     assert_eq!(got, ["1", "2", "3", "4", "5", "6"]);
+}
+
+#[tokio::test]
+async fn one_upstream_connection_per_source_per_cluster_and_failover_without_loss() {
+    let redis = RedisServer::start();
+    let up = Upstream::start(&["--notify-interval", "0s"]);
+    let source = format!(
+        "sources:\n  - {{name: notes, url: \"{}\", channel: notifications}}\n",
+        up.url("/streams/notifications")
+    );
+    let mut nodes = vec![node(&redis, &source).await, node(&redis, &source).await];
+    let states =
+        |stats: &serde_json::Value| stats["sources"][0]["state"].as_str().map(str::to_owned);
+    // One node leads (connected), the other waits (standby); the upstream sees one connection.
+    // Polled by hand: the leader's index is the result, not just a condition.
+    let deadline = std::time::Instant::now() + WAIT;
+    let leader = loop {
+        let a = states(&nodes[0].admin_get("/stats").await);
+        let b = states(&nodes[1].admin_get("/stats").await);
+        match (a.as_deref(), b.as_deref()) {
+            (Some("connected"), Some("standby")) => break 0,
+            (Some("standby"), Some("connected")) => break 1,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no single leader: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(up.info().await["stream_clients"], 1);
+    let follower = 1 - leader;
+    let mut client =
+        SseClient::connect(&nodes[follower].url("/events?channel=notifications")).await;
+    up.notify("n1").await;
+    up.notify("n2").await;
+    let title = |e: &sse_gateway::sse::parse::ParsedEvent| {
+        serde_json::from_str::<serde_json::Value>(&e.data).expect("json")["title"]
+            .as_str()
+            .expect("title")
+            .to_owned()
+    };
+    let got: Vec<String> = client.events(2, WAIT).await.iter().map(title).collect();
+    assert_eq!(got, ["n1", "n2"]);
+
+    // The leader dies without a word; its lease lapses and the other node takes over, resuming
+    // the upstream after the last event the cluster ingested.
+    nodes[leader].signal("KILL");
+    up.notify("n3").await;
+    up.notify("n4").await;
+    eventually(WAIT, "the follower leads", || async {
+        states(&nodes[follower].admin_get("/stats").await).as_deref() == Some("connected")
+    })
+    .await;
+    up.notify("n5").await;
+    let got: Vec<String> = client.events(3, WAIT).await.iter().map(title).collect();
+    assert_eq!(got, ["n3", "n4", "n5"], "nothing lost, nothing twice");
+    client.assert_no_event(Duration::from_millis(300)).await;
+    assert_eq!(up.info().await["stream_clients"], 1);
+    nodes.remove(leader);
 }

@@ -32,7 +32,7 @@ use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Client, Script};
 use tokio::sync::{Notify, OnceCell};
 
-use super::{Broker, BrokerError, Draft};
+use super::{Broker, BrokerError, Draft, SourceMark};
 use crate::hub::{Event, EventId, Hub};
 use crate::metrics;
 
@@ -57,14 +57,46 @@ const EPOCH_KEY: &str = "{sse-gateway}:epoch";
 const LOG_KEY: &str = "{sse-gateway}:log";
 const PUBSUB_CHANNEL: &str = "{sse-gateway}:events";
 
-/// Appends one event to the log and announces it. Returns its seq. ARGV: event type, channels
-/// (comma-separated: channel names cannot hold a comma), data, log length, pub/sub channel.
+/// Appends one event to the log and announces it. Returns its seq. KEYS: sequence, log, and for
+/// an event read from a source also the source's lease and resume keys. ARGV: event type,
+/// channels (comma-separated: channel names cannot hold a comma), data, log length, pub/sub
+/// channel, and for a source this node's id and the upstream id. A source event from a node
+/// that no longer holds the lease is refused (-1): the new leader will read it again.
 const PUBLISH_SCRIPT: &str = r"
+if #KEYS == 4 and redis.call('GET', KEYS[3]) ~= ARGV[6] then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 't', ARGV[1], 'c', ARGV[2], 'd', ARGV[3])
 redis.call('PUBLISH', ARGV[5], seq .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+if #KEYS == 4 then redis.call('SET', KEYS[4], ARGV[7]) end
 return seq
 ";
+
+/// Takes the lease KEYS[1] for node ARGV[1] for ARGV[2] ms if it is free, or renews it if this
+/// node holds it. Returns 1 when this node holds it afterwards.
+const LEAD_SCRIPT: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+";
+
+/// Frees the lease KEYS[1] if node ARGV[1] holds it.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+/// How long a source's lease lasts unless renewed: a dead leader's source is taken over by
+/// another node within this time (plus one of its retry intervals).
+pub const SOURCE_LEASE: Duration = Duration::from_secs(5);
+
+fn lease_key(source: &str) -> String {
+    format!("{{sse-gateway}}:source:{source}:lease")
+}
+
+fn resume_key(source: &str) -> String {
+    format!("{{sse-gateway}}:source:{source}:resume")
+}
 
 /// Raises the sequence to at least ARGV[1]: after Redis lost its data (a restart without
 /// persistence), the first node back makes sure no id it has already seen is handed out again.
@@ -102,6 +134,10 @@ impl Shared {
 pub struct RedisBroker {
     shared: Arc<Shared>,
     publish: Script,
+    lead: Script,
+    release: Script,
+    /// This process among the nodes, for source leases.
+    node_id: String,
 }
 
 /// Connects to Redis at `url` and reads the cluster's epoch (setting it, if this is the first
@@ -148,6 +184,9 @@ impl RedisBroker {
         let broker = Arc::new(RedisBroker {
             shared: shared.clone(),
             publish: Script::new(PUBLISH_SCRIPT),
+            lead: Script::new(LEAD_SCRIPT),
+            release: Script::new(RELEASE_SCRIPT),
+            node_id: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
         });
         (broker, Replicator { shared })
     }
@@ -157,30 +196,57 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(format!("redis: {e}"))
 }
 
-#[async_trait]
-impl Broker for RedisBroker {
-    async fn publish(&self, draft: Draft) -> Result<EventId, BrokerError> {
-        let shared = &self.shared;
-        let mut conn = shared
+impl RedisBroker {
+    fn conn(&self) -> Result<ConnectionManager, BrokerError> {
+        self.shared
             .conn
             .get()
             .cloned()
-            .ok_or_else(|| unavailable("not connected yet"))?;
-        let seq: u64 = self
-            .publish
-            .key(SEQ_KEY)
+            .ok_or_else(|| unavailable("not connected yet"))
+    }
+
+    /// Runs the publish script (fenced by a source lease when `mark` is set), then waits for
+    /// the event to come back to this node.
+    async fn append(
+        &self,
+        draft: Draft,
+        mark: Option<SourceMark<'_>>,
+    ) -> Result<EventId, BrokerError> {
+        let mut conn = self.conn()?;
+        let mut invocation = self.publish.key(SEQ_KEY);
+        invocation
             .key(LOG_KEY)
             .arg(&*draft.event_type)
             .arg(draft.channels.join(","))
             .arg(&draft.data)
             .arg(LOG_MAX_EVENTS)
-            .arg(PUBSUB_CHANNEL)
+            .arg(PUBSUB_CHANNEL);
+        if let Some(mark) = &mark {
+            invocation
+                .key(lease_key(mark.source))
+                .key(resume_key(mark.source))
+                .arg(&self.node_id)
+                .arg(mark.upstream_id);
+        }
+        let seq: i64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        let Ok(seq) = u64::try_from(seq) else {
+            return Err(BrokerError::NotLeader);
+        };
         metrics::EVENTS_PUBLISHED.inc();
-        // In the shared log now; wait until this node's hub has it too, nudging the replicator
-        // if pub/sub is slow to bring it back.
+        self.taken_here(seq).await;
+        Ok(EventId {
+            epoch: self.shared.hub.epoch(),
+            seq,
+        })
+    }
+
+    /// In the shared log now: waits (briefly) until this node's hub has it too, nudging the
+    /// replicator if pub/sub is slow to bring it back.
+    async fn taken_here(&self, seq: u64) {
+        let shared = &self.shared;
         let taken = shared.hub.taken(seq);
         tokio::pin!(taken);
         if tokio::time::timeout(PUBLISH_NUDGE_AFTER, &mut taken)
@@ -193,10 +259,52 @@ impl Broker for RedisBroker {
                 tracing::warn!(seq, "published event not back on this node yet");
             }
         }
-        Ok(EventId {
-            epoch: shared.hub.epoch(),
-            seq,
-        })
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, draft: Draft) -> Result<EventId, BrokerError> {
+        self.append(draft, None).await
+    }
+
+    async fn publish_from_source(
+        &self,
+        draft: Draft,
+        mark: SourceMark<'_>,
+    ) -> Result<EventId, BrokerError> {
+        self.append(draft, Some(mark)).await
+    }
+
+    async fn lead_source(&self, source: &str) -> Result<bool, BrokerError> {
+        let mut conn = self.conn()?;
+        let held: i64 = self
+            .lead
+            .key(lease_key(source))
+            .arg(&self.node_id)
+            .arg(SOURCE_LEASE.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn release_source(&self, source: &str) {
+        let Ok(mut conn) = self.conn() else { return };
+        let released: redis::RedisResult<i64> = self
+            .release
+            .key(lease_key(source))
+            .arg(&self.node_id)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = released {
+            tracing::debug!(error = %e, source, "lease not released; it will expire");
+        }
+    }
+
+    async fn source_resume_id(&self, source: &str) -> Result<Option<String>, BrokerError> {
+        let mut conn = self.conn()?;
+        conn.get(resume_key(source)).await.map_err(unavailable)
     }
 
     fn kind(&self) -> &'static str {
