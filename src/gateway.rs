@@ -82,7 +82,8 @@ impl App {
                 .collect(),
             auth: ArcSwap::from_pointee(Authenticator::new(&config.auth)),
             grace_period: config.shutdown.grace_period,
-            limits: Limits::new(&config.limits),
+            // Shared brokers hold the limits across nodes.
+            limits: Limits::new(&config.limits, replicator.is_some().then(|| broker.clone())),
             config: ArcSwap::from_pointee(config),
             hub,
             broker,
@@ -232,7 +233,7 @@ impl Gateway {
 
         if path == cfg.sse.path {
             allow(&method, &[Method::GET])?;
-            return self.check_stream(session, cfg, query).map(Some);
+            return self.check_stream(session, cfg, query).await.map(Some);
         }
         if path == cfg.metrics.path {
             allow(&method, &[Method::GET, Method::HEAD])?;
@@ -323,7 +324,7 @@ impl Gateway {
             Some(p) => p.name.to_string(),
             None => client_ip(session).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
         };
-        self.app.limits.admit_publish(&publisher)?;
+        self.app.limits.admit_publish(&publisher).await?;
         publish::require_json(session)?;
         let body = publish::read_body(session, cfg.limits.max_event_bytes).await?;
         let draft = publish::parse(&body, cfg)?;
@@ -343,7 +344,7 @@ impl Gateway {
 
     /// Everything that can refuse a stream, before anything is written; the permit holds the
     /// stream's place in the connection limits.
-    fn check_stream(
+    async fn check_stream(
         &self,
         session: &ServerSession,
         cfg: &Config,
@@ -361,7 +362,11 @@ impl Gateway {
         let who = self.app.auth.load().identify(session.req_header())?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
         let user = who.as_ref().map(|p| &*p.name);
-        let permit = self.app.limits.admit_stream(client_ip(session), user)?;
+        let permit = self
+            .app
+            .limits
+            .admit_stream(client_ip(session), user)
+            .await?;
         Ok((req, who, permit))
     }
 }

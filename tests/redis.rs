@@ -330,3 +330,60 @@ async fn one_upstream_connection_per_source_per_cluster_and_failover_without_los
     assert_eq!(up.info().await["stream_clients"], 1);
     nodes.remove(leader);
 }
+
+#[tokio::test]
+async fn per_ip_and_rate_limits_hold_across_nodes() {
+    let redis = RedisServer::start();
+    let limits =
+        "limits:\n  max_connections_per_ip: 2\n  publish_rate: {per_second: 1, burst: 3}\n";
+    let mut a = node(&redis, limits).await;
+    let b = node(&redis, limits).await;
+    let on_a = SseClient::connect(&a.url("/events?channel=x")).await;
+    let on_b = SseClient::connect(&b.url("/events?channel=x")).await;
+    assert_eq!((on_a.status, on_b.status), (200, 200));
+    // Each node alone would allow a second stream; the cluster has its two.
+    for gw in [&a, &b] {
+        let refused = http()
+            .get(gw.url("/events?channel=x"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(refused.status(), 429);
+        assert_eq!(refused.headers()["retry-after"], "5");
+    }
+    drop(on_b);
+    eventually(WAIT, "the place given back", || async {
+        SseClient::connect(&b.url("/events?channel=x")).await.status == 200
+    })
+    .await;
+
+    // Three publishes in the burst, wherever they land; the fourth is refused on either node.
+    let mut statuses = Vec::new();
+    for gw in [&a, &b, &a, &b] {
+        let (status, _) = gw
+            .publish(serde_json::json!({"channel": "x", "data": 1}))
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [202, 202, 202, 429]);
+
+    // A node that dies stops counting once its liveness lapses (seconds): with A's stream and
+    // one on B the address is at its limit, until A is known dead.
+    let _kept = SseClient::connect(&b.url("/events?channel=x")).await;
+    a.signal("KILL");
+    drop(on_a);
+    let refused = http()
+        .get(b.url("/events?channel=x"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        refused.status(),
+        429,
+        "A's stream still counts right after it died"
+    );
+    eventually(WAIT, "the dead node's stream no longer counted", || async {
+        SseClient::connect(&b.url("/events?channel=x")).await.status == 200
+    })
+    .await;
+}

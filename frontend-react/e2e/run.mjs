@@ -299,6 +299,21 @@ describe('web UI against a real gateway and upstream', () => {
     }
   });
 
+  it('explains a refused stream in words and stops retrying', async () => {
+    // EventSource only says "error" for a 400; the client asks the gateway why.
+    const p = await openPage('/?channel=bad%20name');
+    try {
+      await statusIs(p, 'closed');
+      const alert = p.locator('.connection-status .status-error');
+      await alert.waitFor({ timeout: WAIT_MS });
+      const text = await alert.textContent();
+      assert.match(text, /Invalid channel name/);
+      assert.match(text, /400 invalid_channel/);
+    } finally {
+      await p.close();
+    }
+  });
+
   it('raised no error in the page', () => {
     assert.deepEqual(pageErrors, []);
   });

@@ -79,6 +79,32 @@ pub trait Broker: Send + Sync {
         Ok(None)
     }
 
+    /// Takes one of `max` places of `key` (a client IP or user) in `scope` (`ip` | `user`)
+    /// counted over every live node: whether there was one. On one node the node's own count is
+    /// the whole count, so there is nothing to add.
+    async fn hold_connection(
+        &self,
+        _scope: &str,
+        _key: &str,
+        _max: usize,
+    ) -> Result<bool, BrokerError> {
+        Ok(true)
+    }
+
+    /// Gives back a place taken by [`Broker::hold_connection`].
+    async fn release_connection(&self, _scope: &str, _key: &str) {}
+
+    /// Takes a token from the cluster-wide bucket `bucket` of `key`: `None` if there was one,
+    /// else how long until there is. On one node the local bucket is the whole bucket.
+    async fn take_token(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _rate: crate::config::RateLimit,
+    ) -> Result<Option<Duration>, BrokerError> {
+        Ok(None)
+    }
+
     /// `memory` or `redis`, for `/stats`.
     fn kind(&self) -> &'static str;
 

@@ -98,6 +98,51 @@ fn resume_key(source: &str) -> String {
     format!("{{sse-gateway}}:source:{source}:resume")
 }
 
+/// Takes a place in the connection count hash KEYS[1] (node → count) for node ARGV[1] if the
+/// live nodes hold fewer than ARGV[2]; counts of nodes whose liveness key (ARGV[3] .. node) has
+/// lapsed are dropped on the way, so a crashed node's streams stop counting within seconds.
+/// (The liveness keys share the hash tag, hence the slot.)
+const HOLD_SCRIPT: &str = r"
+local total = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if fields[i] == ARGV[1] or redis.call('EXISTS', ARGV[3] .. fields[i]) == 1 then
+    total = total + tonumber(fields[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+";
+
+/// Gives back a place of node ARGV[1] in KEYS[1].
+const UNHOLD_SCRIPT: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+";
+
+/// A token bucket as GCRA on Redis time: KEYS[1] holds the theoretical arrival time (ms).
+/// ARGV: emission interval (ms, fractional), burst. Returns 0 when a token was taken, else the
+/// milliseconds until one is back.
+const TOKEN_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local window = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat + interval - now - window
+if wait > 0 then return math.ceil(wait) end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(window + interval))
+return 0
+";
+
+/// A node's liveness key (refreshed every poll, lapses 5 s after the node dies).
+const NODE_ALIVE_PREFIX: &str = "{sse-gateway}:node:";
+const NODE_ALIVE_FOR: Duration = Duration::from_secs(5);
+
 /// Raises the sequence to at least ARGV[1]: after Redis lost its data (a restart without
 /// persistence), the first node back makes sure no id it has already seen is handed out again.
 const FLOOR_SCRIPT: &str = r"
@@ -109,6 +154,8 @@ return 1
 /// State shared by the broker (publishing) and the replicator (taking events in).
 struct Shared {
     hub: Arc<Hub>,
+    /// This process among the nodes: source leases and connection counts are held in its name.
+    node_id: String,
     client: Client,
     /// Set by the replicator once connected; publishes before that get 503.
     conn: OnceCell<ConnectionManager>,
@@ -136,8 +183,9 @@ pub struct RedisBroker {
     publish: Script,
     lead: Script,
     release: Script,
-    /// This process among the nodes, for source leases.
-    node_id: String,
+    hold: Script,
+    unhold: Script,
+    token: Script,
 }
 
 /// Connects to Redis at `url` and reads the cluster's epoch (setting it, if this is the first
@@ -176,6 +224,7 @@ impl RedisBroker {
     pub fn new(hub: Arc<Hub>, client: Client) -> (Arc<RedisBroker>, Replicator) {
         let shared = Arc::new(Shared {
             hub,
+            node_id: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             client,
             conn: OnceCell::new(),
             up: AtomicBool::new(false),
@@ -186,7 +235,9 @@ impl RedisBroker {
             publish: Script::new(PUBLISH_SCRIPT),
             lead: Script::new(LEAD_SCRIPT),
             release: Script::new(RELEASE_SCRIPT),
-            node_id: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            hold: Script::new(HOLD_SCRIPT),
+            unhold: Script::new(UNHOLD_SCRIPT),
+            token: Script::new(TOKEN_SCRIPT),
         });
         (broker, Replicator { shared })
     }
@@ -225,7 +276,7 @@ impl RedisBroker {
             invocation
                 .key(lease_key(mark.source))
                 .key(resume_key(mark.source))
-                .arg(&self.node_id)
+                .arg(&self.shared.node_id)
                 .arg(mark.upstream_id);
         }
         let seq: i64 = invocation
@@ -281,7 +332,7 @@ impl Broker for RedisBroker {
         let held: i64 = self
             .lead
             .key(lease_key(source))
-            .arg(&self.node_id)
+            .arg(&self.shared.node_id)
             .arg(SOURCE_LEASE.as_millis() as u64)
             .invoke_async(&mut conn)
             .await
@@ -294,7 +345,7 @@ impl Broker for RedisBroker {
         let released: redis::RedisResult<i64> = self
             .release
             .key(lease_key(source))
-            .arg(&self.node_id)
+            .arg(&self.shared.node_id)
             .invoke_async(&mut conn)
             .await;
         if let Err(e) = released {
@@ -305,6 +356,57 @@ impl Broker for RedisBroker {
     async fn source_resume_id(&self, source: &str) -> Result<Option<String>, BrokerError> {
         let mut conn = self.conn()?;
         conn.get(resume_key(source)).await.map_err(unavailable)
+    }
+
+    async fn hold_connection(
+        &self,
+        scope: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<bool, BrokerError> {
+        let mut conn = self.conn()?;
+        let held: i64 = self
+            .hold
+            .key(format!("{{sse-gateway}}:conns:{scope}:{key}"))
+            .arg(&self.shared.node_id)
+            .arg(max)
+            .arg(NODE_ALIVE_PREFIX)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn release_connection(&self, scope: &str, key: &str) {
+        let Ok(mut conn) = self.conn() else { return };
+        let done: redis::RedisResult<i64> = self
+            .unhold
+            .key(format!("{{sse-gateway}}:conns:{scope}:{key}"))
+            .arg(&self.shared.node_id)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = done {
+            // The count is this node's: it stops counting when the node's liveness lapses.
+            tracing::debug!(error = %e, "a connection place was not given back");
+        }
+    }
+
+    async fn take_token(
+        &self,
+        bucket: &str,
+        key: &str,
+        rate: crate::config::RateLimit,
+    ) -> Result<Option<Duration>, BrokerError> {
+        let mut conn = self.conn()?;
+        let wait_ms: u64 = self
+            .token
+            .key(format!("{{sse-gateway}}:rate:{bucket}:{key}"))
+            .arg(1000.0 / f64::from(rate.per_second.max(1)))
+            .arg(rate.burst.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
 
     fn kind(&self) -> &'static str {
@@ -387,6 +489,9 @@ impl Replicator {
         if let Err(e) = self.restore(&mut conn).await {
             return Lost::Redis(e);
         }
+        if let Err(e) = self.alive(&mut conn).await {
+            return Lost::Redis(e);
+        }
         shared.set_up(true);
         let mut messages = pubsub.into_on_message();
         let mut poll = tokio::time::interval(POLL_INTERVAL);
@@ -430,6 +535,13 @@ impl Replicator {
         self.catch_up(conn).await
     }
 
+    /// Refreshes this node's liveness key, which keeps its connection counts counted.
+    async fn alive(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let key = format!("{NODE_ALIVE_PREFIX}{}", self.shared.node_id);
+        conn.pset_ex(key, 1, NODE_ALIVE_FOR.as_millis() as u64)
+            .await
+    }
+
     /// One pub/sub message: the next event is taken in at once; anything else means events
     /// were missed, which the log provides.
     async fn take_message(
@@ -456,6 +568,7 @@ impl Replicator {
     /// Compares the cluster's sequence with the hub's: a subscription that died without a word
     /// is noticed within a second.
     async fn poll(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        self.alive(conn).await?;
         let cluster: Option<u64> = conn.get(SEQ_KEY).await?;
         if cluster.unwrap_or(0) > self.shared.hub.last_seq() {
             self.catch_up(conn).await?;
