@@ -336,7 +336,7 @@ async fn per_ip_and_rate_limits_hold_across_nodes() {
     let redis = RedisServer::start();
     let limits =
         "limits:\n  max_connections_per_ip: 2\n  publish_rate: {per_second: 1, burst: 3}\n";
-    let mut a = node(&redis, limits).await;
+    let a = node(&redis, limits).await;
     let b = node(&redis, limits).await;
     let on_a = SseClient::connect(&a.url("/events?channel=x")).await;
     let on_b = SseClient::connect(&b.url("/events?channel=x")).await;
