@@ -86,12 +86,12 @@ ui_install() {
     )
 }
 
-# Builds frontend-react/dist when it is missing or older than any of the UI's sources.
+# Builds frontend-react/dist when it is missing or older than any of the UI's sources (tests aside).
 ui_build_if_stale() {
     local dir=frontend-react
     if [ -f "$dir/dist/index.html" ] && [ -z "$(find "$dir/src" "$dir/index.html" "$dir/package.json" \
         "$dir/package-lock.json" "$dir/vite.config.ts" "$dir/tsconfig.json" \
-        -newer "$dir/dist/index.html" -print -quit 2>/dev/null)" ]; then
+        -newer "$dir/dist/index.html" ! -name '*.test.*' ! -path "$dir/src/test/*" -print -quit 2>/dev/null)" ]; then
         return 0
     fi
     echo "building the web UI (frontend-react/dist)" >&2

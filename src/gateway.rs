@@ -47,6 +47,26 @@ pub struct App {
     pub started_at: SystemTime,
     /// One per entry of `sources:`, in config order.
     pub sources: Vec<Arc<SourceStatus>>,
+    /// This process among the nodes of a cluster (`/stats`, `/clients`, Redis leases).
+    pub node_id: String,
+}
+
+/// A name for this process among the nodes: the host name (when known), the pid and a random
+/// part, so a restarted node is a new node.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        });
+    let suffix = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+    match host {
+        Some(host) => format!("{host}-{suffix}"),
+        None => suffix,
+    }
 }
 
 /// How long a node waits for Redis at startup before giving up (exit 2).
@@ -58,6 +78,7 @@ impl App {
     pub fn new(config: Config) -> std::result::Result<(Arc<App>, Option<Replicator>), String> {
         let rules = config.clone();
         let limits_for = move |channel: &str| rules.history_for(channel);
+        let node_id = node_id();
         let (hub, broker, replicator): (_, SharedBroker, _) = match &config.broker {
             BrokerConfig::Memory => {
                 // The node's start: ids of an earlier run of this node are never reused.
@@ -70,7 +91,7 @@ impl App {
             BrokerConfig::Redis { url } => {
                 let (client, epoch) = redis::cluster_epoch(url, REDIS_STARTUP_PATIENCE)?;
                 let hub = Hub::new(epoch, limits_for);
-                let (broker, replicator) = RedisBroker::new(hub.clone(), client);
+                let (broker, replicator) = RedisBroker::new(hub.clone(), client, &node_id);
                 (hub, broker, Some(replicator))
             }
         };
@@ -89,6 +110,7 @@ impl App {
             broker,
             drain: Arc::new(Drain::default()),
             started_at: SystemTime::now(),
+            node_id,
         });
         metrics::BROKER_UP.set(i64::from(app.broker.is_up()));
         Ok((app, replicator))
@@ -266,11 +288,19 @@ impl Gateway {
             "/stats" => {
                 allow(&method, &[Method::GET])?;
                 self.require_admin(session)?;
+                if admin::cluster_scope(query)? {
+                    let stats = admin::cluster_stats(app).await?;
+                    return sent(reply::json(session, common, 200, &stats).await);
+                }
                 sent(reply::json(session, common, 200, &admin::stats(app)).await)
             }
             "/clients" => {
                 allow(&method, &[Method::GET])?;
                 self.require_admin(session)?;
+                if admin::cluster_scope(query)? {
+                    let clients = admin::cluster_clients(app).await?;
+                    return sent(reply::json(session, common, 200, &clients).await);
+                }
                 let page = admin::clients(app, query)?;
                 sent(reply::json(session, common, 200, &page).await)
             }
@@ -428,6 +458,28 @@ fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiErro
     }
 }
 
+/// Shares this node's `/stats` and first clients with the cluster every second, for
+/// `?scope=cluster` (only with a shared broker).
+struct Reporter {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl BackgroundService for Reporter {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let report = admin::node_report(&self.app);
+                    self.app.broker.report_node(&self.app.node_id, report).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 /// Periodic upkeep: ages out history and forgets idle channels, prunes rate-limit state, and
 /// refreshes the gauges.
 struct Janitor {
@@ -511,6 +563,10 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
     server.add_service(http);
     if let Some(replicator) = replicator {
         server.add_service(background_service("redis replicator", replicator));
+        server.add_service(background_service(
+            "cluster reporter",
+            Reporter { app: app.clone() },
+        ));
     }
     server.add_service(background_service(
         "sources",

@@ -387,3 +387,46 @@ async fn per_ip_and_rate_limits_hold_across_nodes() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stats_and_clients_say_which_node_answered_and_aggregate_the_cluster() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let b = node(&redis, "").await;
+    let _on_a = SseClient::connect(&a.url("/events?channel=x")).await;
+    let _on_b = SseClient::connect(&b.url("/events?channels=x,y")).await;
+    let _also_b = SseClient::connect(&b.url("/events?channel=y")).await;
+    let id_a = a.admin_get("/stats").await["node"]["id"].clone();
+    let id_b = b.admin_get("/stats").await["node"]["id"].clone();
+    assert!(id_a.is_string() && id_a != id_b, "{id_a} {id_b}");
+    assert_eq!(b.admin_get("/clients").await["node"], id_b);
+
+    eventually(WAIT, "both nodes reported", || async {
+        let stats = a.admin_get("/stats?scope=cluster").await;
+        stats["totals"]["nodes"] == 2 && stats["totals"]["streams_open"] == 3
+    })
+    .await;
+    let stats = a.admin_get("/stats?scope=cluster").await;
+    assert_eq!(stats["answered_by"], id_a);
+    let clients = b.admin_get("/clients?scope=cluster").await;
+    assert_eq!(clients["total"], 3);
+    let per_node: Vec<u64> = {
+        let mut counts: Vec<u64> = clients["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["total"].as_u64().expect("total"))
+            .collect();
+        counts.sort_unstable();
+        counts
+    };
+    assert_eq!(per_node, [1, 2]);
+
+    let bad = http()
+        .get(a.url("/stats?scope=everything"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad.status(), 400);
+}

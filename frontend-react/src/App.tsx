@@ -31,7 +31,8 @@ export interface AppProps {
   params?: PageParams;
 }
 
-export function App({ params = readPageParams(globalThis.location?.search ?? '') }: AppProps) {
+export function App(props: AppProps) {
+  const [params] = useState(() => props.params ?? readPageParams(globalThis.location?.search ?? ''));
   const [published, setPublished] = useState<string[]>([]);
   const [statsRefresh, setStatsRefresh] = useState(0);
   // Synchronous, so the feed listens for a new type before the publish request is even sent.

@@ -105,6 +105,15 @@ pub trait Broker: Send + Sync {
         Ok(None)
     }
 
+    /// Shares this node's report (JSON: its `/stats` and first clients) with the cluster, for
+    /// `?scope=cluster`. Nothing to share on one node.
+    async fn report_node(&self, _node: &str, _report: String) {}
+
+    /// The reports of every live node, this one's included; `None` on one node.
+    async fn node_reports(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        Ok(None)
+    }
+
     /// `memory` or `redis`, for `/stats`.
     fn kind(&self) -> &'static str;
 

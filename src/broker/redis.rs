@@ -139,6 +139,11 @@ redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(window + in
 return 0
 ";
 
+/// Node reports for `?scope=cluster`: one key per node (lapsing with it) and an index of nodes
+/// by the time they last reported.
+const REPORT_PREFIX: &str = "{sse-gateway}:report:";
+const REPORTERS_KEY: &str = "{sse-gateway}:reporters";
+
 /// A node's liveness key (refreshed every poll, lapses 5 s after the node dies).
 const NODE_ALIVE_PREFIX: &str = "{sse-gateway}:node:";
 const NODE_ALIVE_FOR: Duration = Duration::from_secs(5);
@@ -220,11 +225,12 @@ pub fn cluster_epoch(url: &str, patience: Duration) -> Result<(Client, u64), Str
 }
 
 impl RedisBroker {
-    /// The broker and its replicator, for a hub whose epoch came from [`cluster_epoch`].
-    pub fn new(hub: Arc<Hub>, client: Client) -> (Arc<RedisBroker>, Replicator) {
+    /// The broker and its replicator, for a hub whose epoch came from [`cluster_epoch`];
+    /// `node_id` names this process among the nodes.
+    pub fn new(hub: Arc<Hub>, client: Client, node_id: &str) -> (Arc<RedisBroker>, Replicator) {
         let shared = Arc::new(Shared {
             hub,
-            node_id: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            node_id: node_id.to_owned(),
             client,
             conn: OnceCell::new(),
             up: AtomicBool::new(false),
@@ -407,6 +413,45 @@ impl Broker for RedisBroker {
             .await
             .map_err(unavailable)?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    async fn report_node(&self, node: &str, report: String) {
+        let Ok(mut conn) = self.conn() else { return };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let stale = now.saturating_sub(60_000);
+        let done: redis::RedisResult<()> = redis::pipe()
+            .pset_ex(
+                format!("{REPORT_PREFIX}{node}"),
+                report,
+                NODE_ALIVE_FOR.as_millis() as u64,
+            )
+            .zadd(REPORTERS_KEY, node, now)
+            .zrembyscore(REPORTERS_KEY, 0, stale)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "node report not shared");
+        }
+    }
+
+    async fn node_reports(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        let mut conn = self.conn()?;
+        let nodes: Vec<String> = conn
+            .zrange(REPORTERS_KEY, 0, -1)
+            .await
+            .map_err(unavailable)?;
+        if nodes.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let keys: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{REPORT_PREFIX}{n}"))
+            .collect();
+        let reports: Vec<Option<String>> = conn.mget(keys).await.map_err(unavailable)?;
+        // Nodes whose report lapsed are gone.
+        Ok(Some(reports.into_iter().flatten().collect()))
     }
 
     fn kind(&self) -> &'static str {
