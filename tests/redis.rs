@@ -95,30 +95,12 @@ async fn a_client_resumes_on_another_node_single_and_multi_channel() {
     for (channel, data) in [("x", "3"), ("z", "not mine"), ("y", "4"), ("x", "5")] {
         b.publish_ok(channel, "note", data).await;
     }
-    let mut resumed = SseClient::connect_with(
-        &b.url("/events?channels=x,y"),
-        &[("last-event-id", &seen[1].id)],
-    )
-    .await;
-    let got: Vec<String> = resumed
-        .events(3, WAIT)
-        .await
-        .into_iter()
-        .map(|e| e.data)
-        .collect();
+    let mut resumed = b.resume("/events?channels=x,y", &seen[1].id).await;
+    let got: Vec<String> = resumed.data(3, WAIT).await;
     assert_eq!(got, ["3", "4", "5"]);
 
-    let mut single = SseClient::connect_with(
-        &b.url("/events?channel=y"),
-        &[("last-event-id", &seen[0].id)],
-    )
-    .await;
-    let got: Vec<String> = single
-        .events(2, WAIT)
-        .await
-        .into_iter()
-        .map(|e| e.data)
-        .collect();
+    let mut single = b.resume("/events?channel=y", &seen[0].id).await;
+    let got: Vec<String> = single.data(2, WAIT).await;
     assert_eq!(got, ["2", "4"]);
 }
 
@@ -131,17 +113,8 @@ async fn a_node_started_later_serves_resumes_from_the_shared_log() {
         ids.push(a.publish_ok("x", "note", &n.to_string()).await);
     }
     let late = node(&redis, "").await;
-    let mut client = SseClient::connect_with(
-        &late.url("/events?channel=x"),
-        &[("last-event-id", &ids[1])],
-    )
-    .await;
-    let got: Vec<String> = client
-        .events(3, WAIT)
-        .await
-        .into_iter()
-        .map(|e| e.data)
-        .collect();
+    let mut client = late.resume("/events?channel=x", &ids[1]).await;
+    let got: Vec<String> = client.data(3, WAIT).await;
     assert_eq!(got, ["3", "4", "5"]);
 }
 
@@ -160,12 +133,7 @@ async fn killed_subscriptions_lose_nothing() {
         a.publish_ok("x", "note", &format!("e{n}")).await;
         expected.push(format!("e{n}"));
     }
-    let got: Vec<String> = client
-        .events(60, WAIT)
-        .await
-        .into_iter()
-        .map(|e| e.data)
-        .collect();
+    let got: Vec<String> = client.data(60, WAIT).await;
     assert_eq!(got, expected);
     assert!(!client.ended, "the stream never dropped");
     client.assert_no_event(Duration::from_millis(300)).await;
@@ -259,8 +227,7 @@ async fn a_draining_node_hands_its_clients_to_the_others_without_loss() {
             got.push(e.data);
         }
     }
-    let mut resumed =
-        SseClient::connect_with(&b.url("/events?channel=x"), &[("last-event-id", &resume)]).await;
+    let mut resumed = b.resume("/events?channel=x", &resume).await;
     let missing = 6 - got.len();
     got.extend(
         resumed

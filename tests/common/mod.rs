@@ -187,6 +187,11 @@ impl Gateway {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// A stream at `path` resuming after `last_event_id` (the header, as EventSource sends it).
+    pub async fn resume(&self, path: &str, last_event_id: &str) -> SseClient {
+        SseClient::connect_with(&self.url(path), &[("last-event-id", last_event_id)]).await
+    }
+
     /// A JSON request with the admin key.
     pub async fn admin_get(&self, path: &str) -> serde_json::Value {
         let resp = http()
@@ -369,6 +374,15 @@ impl SseClient {
             }
         }
         got
+    }
+
+    /// The data of exactly `n` events, or panics after `within`.
+    pub async fn data(&mut self, n: usize, within: Duration) -> Vec<String> {
+        self.events(n, within)
+            .await
+            .into_iter()
+            .map(|e| e.data)
+            .collect()
     }
 
     /// Asserts that no event arrives within `window` (a negative check must wait some time).
