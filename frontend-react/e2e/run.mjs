@@ -162,6 +162,10 @@ describe('web UI against a real gateway and upstream', () => {
         '  - name: notifications',
         `    url: ${upstream.url}/streams/notifications`,
         '    channel: notifications',
+        '  - name: metrics',
+        `    url: ${upstream.url}/streams/metrics`,
+        '    channel: metrics',
+        '    mode: on_demand',
         // The page is served by the gateway itself on a port picked at start, and browsers send
         // `Origin` on same-origin POST and DELETE: allow any origin (no credentials) here.
         'cors:',
@@ -237,6 +241,14 @@ describe('web UI against a real gateway and upstream', () => {
     await eventually('2 open streams in /stats', async () => Number(await page.locator('[data-testid="stats-open"]').textContent()) >= 2);
     const source = page.locator('[data-testid="source-row"]', { hasText: 'notifications' });
     await eventually('the notifications source connected', async () => /connected/.test(await source.textContent()));
+  });
+
+  it("charts the upstream's host metrics from the metrics channel", async () => {
+    await page.locator('polyline.series-cpu').waitFor({ state: 'attached', timeout: WAIT_MS });
+    const legend = await page.locator('.metrics .legend').textContent();
+    assert.match(legend, /CPU \d+\.\d%/);
+    assert.match(legend, /Memory \d+\.\d%/);
+    assert.equal(await page.locator('[data-testid="metrics-connection-status"]').textContent(), 'open');
   });
 
   it('shows a notification POSTed to the upstream', async () => {

@@ -17,7 +17,7 @@ export interface CredentialInputProps {
   hint?: string;
   value: CredentialDraft;
   onChange: (value: CredentialDraft) => void;
-  /** Offer the API key only (the admin endpoints take keys and admin tokens alike, but say "key"). */
+  /** The secret must be filled in before the form submits. */
   required?: boolean;
 }
 

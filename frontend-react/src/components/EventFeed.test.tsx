@@ -119,7 +119,7 @@ describe('EventFeed', () => {
     const user = userEvent.setup();
     let n = 0;
     const fetch = vi.fn(async () => jsonReply(201, { ticket: `tk${++n}`, expires_in: 30 }));
-    const { fake } = setup({}, fetch);
+    const { fake } = setup({ backoff: { initialMs: 50 } }, fetch);
     await user.type(screen.getByLabelText('API key'), 'sekrit');
     await user.click(screen.getByRole('button', { name: 'Apply' }));
     await waitFor(() => expect(fake.last().params.get('ticket')).toBe('tk1'));

@@ -63,6 +63,7 @@ export function MetricsChart({ maxPoints = 60, channel = 'metrics' }: { maxPoint
         state={stream.state}
         attempts={stream.attempts}
         nextRetryAt={stream.nextRetryAt}
+        lastEventId={stream.lastEventId}
         error={stream.error}
         testId="metrics-connection-status"
         label="Metrics stream"
