@@ -12,11 +12,21 @@ const MAX_AGE: &str = "600";
 
 /// Checks the request's `Origin` and returns the headers every reply must carry.
 /// A request without `Origin` is not a cross-origin browser request: no CORS headers, no check.
-pub fn check(cfg: &CorsConfig, origin: Option<&[u8]>) -> Result<CommonHeaders, ApiError> {
+/// Nor is one whose `Origin` names the gateway itself (its host and port are the request's
+/// `Host`): browsers send `Origin` on same-origin POSTs too, and the web UI the gateway serves
+/// must be able to publish. The scheme is not compared, since TLS may end before the gateway.
+pub fn check(
+    cfg: &CorsConfig,
+    origin: Option<&[u8]>,
+    host: Option<&[u8]>,
+) -> Result<CommonHeaders, ApiError> {
     let Some(origin) = origin else {
         return Ok(CommonHeaders::default());
     };
     let origin = std::str::from_utf8(origin).unwrap_or("");
+    if is_same_origin(origin, host) {
+        return Ok(CommonHeaders::default());
+    }
     let listed = cfg.allowed_origins.iter().any(|o| o == origin);
     let mut headers = Vec::with_capacity(3);
     if listed {
@@ -46,6 +56,18 @@ pub fn preflight_headers() -> [(&'static str, String); 3] {
     ]
 }
 
+fn is_same_origin(origin: &str, host: Option<&[u8]>) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match (authority, host) {
+        (Some(authority), Some(host)) => {
+            !host.is_empty() && authority.as_bytes().eq_ignore_ascii_case(host)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +85,7 @@ mod tests {
         let h = check(
             &cfg(&["http://a.test"], false, true),
             Some(b"http://a.test"),
+            None,
         )
         .unwrap();
         assert!(h
@@ -78,15 +101,40 @@ mod tests {
         let err = check(
             &cfg(&["http://a.test"], false, true),
             Some(b"http://evil.test"),
+            Some(b"gw.test"),
         )
         .unwrap_err();
         assert_eq!(err.status, 403);
-        let h = check(&cfg(&[], true, false), Some(b"http://evil.test")).unwrap();
+        let h = check(&cfg(&[], true, false), Some(b"http://evil.test"), None).unwrap();
         assert_eq!(h.0, vec![("access-control-allow-origin", "*".to_string())]);
     }
 
     #[test]
     fn no_origin_no_headers() {
-        assert!(check(&cfg(&[], false, false), None).unwrap().0.is_empty());
+        assert!(check(&cfg(&[], false, false), None, None)
+            .unwrap()
+            .0
+            .is_empty());
+    }
+
+    #[test]
+    fn the_gateways_own_origin_is_not_cross_origin() {
+        let none = cfg(&[], false, false);
+        for origin in [&b"http://gw.test:8080"[..], b"https://GW.test:8080"] {
+            let h = check(&none, Some(origin), Some(b"gw.test:8080")).unwrap();
+            assert!(h.0.is_empty());
+        }
+        for (origin, host) in [
+            (&b"http://gw.test"[..], &b"gw.test:8080"[..]),
+            (b"http://evil.test:8080", b"gw.test:8080"),
+            (b"http://gw.test:8080.evil.test", b"gw.test:8080"),
+            (b"gw.test:8080", b"gw.test:8080"),
+            (b"http://", b""),
+        ] {
+            assert_eq!(
+                check(&none, Some(origin), Some(host)).unwrap_err().status,
+                403
+            );
+        }
     }
 }

@@ -205,8 +205,14 @@ impl Gateway {
     async fn handle(&self, session: &mut ServerSession) -> Handled {
         let cfg = self.app.config.load_full();
         let origin = session.req_header().headers.get(http::header::ORIGIN);
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|v| v.as_bytes())
+            .or_else(|| req.uri.authority().map(|a| a.as_str().as_bytes()));
         let checked = request_size(session.req_header())
-            .and_then(|()| cors::check(&cfg.cors, origin.map(|v| v.as_bytes())));
+            .and_then(|()| cors::check(&cfg.cors, origin.map(|v| v.as_bytes()), host));
         let result = match checked {
             Ok(common) => match self.route(session, &cfg, &common).await {
                 Ok(Some((req, who, permit))) => {
