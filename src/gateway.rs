@@ -21,7 +21,7 @@ use pingora::services::listening::Service;
 use pingora::Result;
 
 use crate::admin;
-use crate::auth::{self, Action, Authenticator, Principal};
+use crate::auth::{self, Action, Authenticator, Endpoint, Principal, TicketStore};
 use crate::broker::{MemoryBroker, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::cors;
@@ -38,6 +38,8 @@ use crate::stream::{self, StreamRequest, StreamSettings};
 pub struct App {
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<Authenticator>,
+    /// Connect tickets not yet redeemed; outlives any one `Authenticator` (config reload).
+    pub tickets: Arc<TicketStore>,
     pub hub: Arc<Hub>,
     pub broker: SharedBroker,
     pub drain: Arc<Drain>,
@@ -61,13 +63,16 @@ impl App {
                 return Err("broker.kind redis is not available in this build yet".into())
             }
         };
+        let tickets = Arc::new(TicketStore::default());
+        let authenticator = Authenticator::new(&config.auth, tickets.clone())?;
         Ok(Arc::new(App {
             sources: config
                 .sources
                 .iter()
                 .map(|source| Arc::new(SourceStatus::new(source)))
                 .collect(),
-            auth: ArcSwap::from_pointee(Authenticator::new(&config.auth)),
+            auth: ArcSwap::from_pointee(authenticator),
+            tickets,
             grace_period: config.shutdown.grace_period,
             config: ArcSwap::from_pointee(config),
             hub,
@@ -111,7 +116,9 @@ impl HttpServerApp for Gateway {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
-                tracing::debug!(error = %e, "unreadable request");
+                // Only the kind: pingora's message quotes the raw request head, which can hold
+                // credentials (`Authorization`, cookies, `?access_token=`).
+                tracing::debug!(error = e.etype().as_str(), "unreadable request");
                 return None;
             }
         }
@@ -162,7 +169,10 @@ impl Gateway {
                     }))
                 }
                 Ok(None) => Ok(()),
-                Err(e) => reply::error(session, &common, &e).await,
+                Err(e) => {
+                    refused(session, &e);
+                    reply::error(session, &common, &e).await
+                }
             },
             Err(e) => reply::error(session, &CommonHeaders::default(), &e).await,
         };
@@ -211,6 +221,18 @@ impl Gateway {
                 allow(&method, &[Method::POST])?;
                 let accepted = self.publish(session, cfg).await?;
                 sent(reply::json(session, common, 202, &accepted).await)
+            }
+            "/tickets" => {
+                allow(&method, &[Method::POST])?;
+                let issued = self.issue_ticket(session)?;
+                let body = serde_json::json!({
+                    "ticket": issued.ticket,
+                    "expires_in": issued.expires_in,
+                });
+                // The reply is a credential: no cache may keep it.
+                let headers = [("cache-control", "no-store".to_string())];
+                let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+                sent(reply::send(session, common, 201, "application/json", &headers, body).await)
             }
             "/healthz" => {
                 allow(&method, &[Method::GET, Method::HEAD])?;
@@ -268,8 +290,32 @@ impl Gateway {
     }
 
     fn require_admin(&self, session: &ServerSession) -> std::result::Result<(), ApiError> {
-        let who = self.app.auth.load().identify(session.req_header())?;
+        let who = self
+            .app
+            .auth
+            .load()
+            .identify(session.req_header(), Endpoint::Api)?;
         auth::require_admin(who.as_ref())
+    }
+
+    /// `POST /tickets`: a single-use ticket standing for the request's credential (headers or
+    /// cookie; never a query token or another ticket).
+    fn issue_ticket(
+        &self,
+        session: &mut ServerSession,
+    ) -> std::result::Result<auth::Issued, ApiError> {
+        if self.app.drain.is_draining() {
+            return Err(ApiError::draining());
+        }
+        // Nothing is read from a body; one that was sent must not be taken for the next request.
+        if !session.is_body_done() {
+            session.set_keepalive(None);
+        }
+        let authenticator = self.app.auth.load();
+        let who = authenticator
+            .identify(session.req_header(), Endpoint::Tickets)?
+            .ok_or_else(|| ApiError::new(401, "unauthorized", "a ticket needs a credential"))?;
+        authenticator.issue_ticket(&who)
     }
 
     async fn publish(
@@ -280,7 +326,11 @@ impl Gateway {
         if self.app.drain.is_draining() {
             return Err(ApiError::draining());
         }
-        let who = self.app.auth.load().identify(session.req_header())?;
+        let who = self
+            .app
+            .auth
+            .load()
+            .identify(session.req_header(), Endpoint::Api)?;
         publish::require_json(session)?;
         let body = publish::read_body(session, cfg.limits.max_event_bytes).await?;
         let draft = publish::parse(&body, cfg)?;
@@ -312,7 +362,11 @@ impl Gateway {
             .get("last-event-id")
             .map(|v| v.as_bytes());
         let req = StreamRequest::parse(query, header_id, cfg.limits.max_channels_per_connection)?;
-        let who = self.app.auth.load().identify(session.req_header())?;
+        let who = self
+            .app
+            .auth
+            .load()
+            .identify(session.req_header(), Endpoint::Stream)?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
         if self.app.hub.clients().len() >= cfg.limits.max_connections {
             return Err(ApiError::new(
@@ -326,6 +380,19 @@ impl Gateway {
     }
 }
 
+/// One debug line per refused request; the target with its credentials redacted.
+fn refused(session: &ServerSession, e: &ApiError) {
+    let req = session.req_header();
+    let target = req.uri.path_and_query().map_or("", |pq| pq.as_str());
+    tracing::debug!(
+        method = %req.method,
+        target = %auth::redact::target(target),
+        status = e.status,
+        code = e.code,
+        "request refused"
+    );
+}
+
 fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiError> {
     if allowed.contains(method) {
         Ok(())
@@ -335,9 +402,11 @@ fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiErro
     }
 }
 
-/// Periodic upkeep: ages out history and forgets idle channels, and refreshes the gauges.
+/// Periodic upkeep: ages out history and forgets idle channels, drops expired tickets, and
+/// refreshes the gauges.
 struct Janitor {
     hub: Arc<Hub>,
+    tickets: Arc<TicketStore>,
 }
 
 #[async_trait]
@@ -348,6 +417,7 @@ impl BackgroundService for Janitor {
             tokio::select! {
                 _ = tick.tick() => {
                     self.hub.sweep();
+                    self.tickets.sweep();
                     let (channels, events) = self.hub.counts();
                     metrics::CHANNELS.set(channels as i64);
                     metrics::HISTORY_EVENTS.set(events as i64);
@@ -421,6 +491,7 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
         "janitor",
         Janitor {
             hub: app.hub.clone(),
+            tickets: app.tickets.clone(),
         },
     ));
     Ok(Built {
