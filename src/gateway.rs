@@ -315,6 +315,7 @@ impl Gateway {
         let who = authenticator
             .identify(session.req_header(), Endpoint::Tickets)?
             .ok_or_else(|| ApiError::new(401, "unauthorized", "a ticket needs a credential"))?;
+        auth::require_time_left(Some(&who))?;
         authenticator.issue_ticket(&who)
     }
 
@@ -367,6 +368,7 @@ impl Gateway {
             .auth
             .load()
             .identify(session.req_header(), Endpoint::Stream)?;
+        auth::require_time_left(who.as_ref())?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
         if self.app.hub.clients().len() >= cfg.limits.max_connections {
             return Err(ApiError::new(

@@ -275,6 +275,17 @@ pub fn authorize_channels(
     Ok(())
 }
 
+/// For what lasts (a stream, a ticket): 401 when the credential has already expired by this
+/// node's clock. `auth.jwt.leeway` may have let such a token verify (clock skew), but a stream
+/// opened with it would end at once with `token_expired`, and `EventSource` would reconnect with
+/// the same token until the leeway ran out; a 401 stops it at the first try.
+pub fn require_time_left(who: Option<&Principal>) -> Result<(), ApiError> {
+    match who.and_then(|p| p.expires) {
+        Some(at) if at <= SystemTime::now() => Err(unauthenticated("the token has expired")),
+        _ => Ok(()),
+    }
+}
+
 /// Admin endpoints: 401 without a credential, 403 with one that is not admin.
 pub fn require_admin(who: Option<&Principal>) -> Result<(), ApiError> {
     match who {
@@ -510,6 +521,23 @@ mod tests {
             who(&a, &req(&url, &[]), Endpoint::Stream),
             Err("401 invalid_ticket".into())
         );
+    }
+
+    #[test]
+    fn only_credentials_with_time_left_open_what_lasts() {
+        let mut p = auth()
+            .identify(&req("/", &[("x-api-key", "s3cret")]), Endpoint::Api)
+            .unwrap()
+            .unwrap();
+        assert!(require_time_left(None).is_ok());
+        assert!(
+            require_time_left(Some(&p)).is_ok(),
+            "API keys do not expire"
+        );
+        p.expires = Some(SystemTime::now() + Duration::from_secs(5));
+        assert!(require_time_left(Some(&p)).is_ok());
+        p.expires = Some(SystemTime::now() - Duration::from_secs(1));
+        assert_eq!(require_time_left(Some(&p)).unwrap_err().status, 401);
     }
 
     #[test]
