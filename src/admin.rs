@@ -28,6 +28,8 @@ pub struct NodeStats {
     pub epoch: u64,
     pub uptime_seconds: u64,
     pub broker: &'static str,
+    /// Whether the broker can take events now (Redis reachable); always true for memory.
+    pub broker_up: bool,
     pub draining: bool,
     /// The id of the last event taken in.
     pub last_event_id: String,
@@ -58,6 +60,7 @@ pub fn stats(app: &App) -> Stats {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             broker: app.broker.kind(),
+            broker_up: app.broker.is_up(),
             draining: app.drain.is_draining(),
             last_event_id: format!("{}-{}", app.hub.epoch(), app.hub.last_seq()),
         },

@@ -22,10 +22,11 @@ use pingora::Result;
 
 use crate::admin;
 use crate::auth::{self, Action, Authenticator, Endpoint, Principal, TicketStore};
-use crate::broker::{MemoryBroker, SharedBroker};
+use crate::broker::{redis, MemoryBroker, RedisBroker, Replicator, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::cors;
 use crate::hub::Hub;
+use crate::limits::{Limits, StreamPermit};
 use crate::metrics;
 use crate::publish;
 use crate::reply::{self, ApiError, CommonHeaders};
@@ -43,29 +44,41 @@ pub struct App {
     pub hub: Arc<Hub>,
     pub broker: SharedBroker,
     pub drain: Arc<Drain>,
+    pub limits: Arc<Limits>,
     pub grace_period: Duration,
     pub started_at: SystemTime,
     /// One per entry of `sources:`, in config order.
     pub sources: Vec<Arc<SourceStatus>>,
 }
 
+/// How long a node waits for Redis at startup before giving up (exit 2).
+const REDIS_STARTUP_PATIENCE: Duration = Duration::from_secs(10);
+
 impl App {
-    pub fn new(config: Config) -> std::result::Result<Arc<App>, String> {
-        let epoch = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let rules = config.clone();
-        let hub = Hub::new(epoch, move |channel| rules.history_for(channel));
-        let broker: SharedBroker = match &config.broker {
-            BrokerConfig::Memory => Arc::new(MemoryBroker::new(hub.clone())),
-            BrokerConfig::Redis { .. } => {
-                return Err("broker.kind redis is not available in this build yet".into())
-            }
-        };
+    /// The shared state for `config`; with the Redis broker, also the replicator that must run as
+    /// a background service (it connects to Redis first, to learn the cluster's id epoch).
+    pub fn new(config: Config) -> std::result::Result<(Arc<App>, Option<Replicator>), String> {
         let tickets = Arc::new(TicketStore::default());
         let authenticator = Authenticator::new(&config.auth, tickets.clone())?;
-        Ok(Arc::new(App {
+        let rules = config.clone();
+        let limits_for = move |channel: &str| rules.history_for(channel);
+        let (hub, broker, replicator): (_, SharedBroker, _) = match &config.broker {
+            BrokerConfig::Memory => {
+                // The node's start: ids of an earlier run of this node are never reused.
+                let epoch = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let hub = Hub::new(epoch, limits_for);
+                (hub.clone(), Arc::new(MemoryBroker::new(hub)), None)
+            }
+            BrokerConfig::Redis { url } => {
+                let (client, epoch) = redis::cluster_epoch(url, REDIS_STARTUP_PATIENCE)?;
+                let hub = Hub::new(epoch, limits_for);
+                let (broker, replicator) = RedisBroker::new(hub.clone(), client);
+                (hub, broker, Some(replicator))
+            }
+        };
+        let app = Arc::new(App {
             sources: config
                 .sources
                 .iter()
@@ -74,12 +87,15 @@ impl App {
             auth: ArcSwap::from_pointee(authenticator),
             tickets,
             grace_period: config.shutdown.grace_period,
+            limits: Limits::new(&config.limits),
             config: ArcSwap::from_pointee(config),
             hub,
             broker,
             drain: Arc::new(Drain::default()),
             started_at: SystemTime::now(),
-        }))
+        });
+        metrics::BROKER_UP.set(i64::from(app.broker.is_up()));
+        Ok((app, replicator))
     }
 }
 
@@ -102,6 +118,7 @@ struct StreamStart {
     common: CommonHeaders,
     req: StreamRequest,
     who: Option<Principal>,
+    permit: StreamPermit,
     settings: StreamSettings,
 }
 
@@ -112,13 +129,26 @@ impl HttpServerApp for Gateway {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
+        // The whole request head must arrive within `header_read_timeout`: pingora's own read
+        // timeout restarts with every byte, which a slowloris client exploits.
+        let header_timeout = self.app.config.load().limits.header_read_timeout;
+        match tokio::time::timeout(header_timeout, session.read_request()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
                 // Only the kind: pingora's message quotes the raw request head, which can hold
                 // credentials (`Authorization`, cookies, `?access_token=`).
                 tracing::debug!(error = e.etype().as_str(), "unreadable request");
+                return None;
+            }
+            Err(_) => {
+                metrics::LIMIT_REJECTIONS
+                    .with_label_values(&["header_timeout"])
+                    .inc();
+                tracing::debug!(
+                    ?header_timeout,
+                    "request head not complete in time; closing"
+                );
                 return None;
             }
         }
@@ -142,9 +172,10 @@ impl HttpServerApp for Gateway {
                     common,
                     req,
                     who,
+                    permit,
                     settings,
                 } = *start;
-                stream::open(session, &self.app, &common, req, who, settings).await;
+                stream::open(session, &self.app, &common, req, who, permit, settings).await;
                 None
             }
         }
@@ -158,13 +189,16 @@ impl Gateway {
     async fn handle(&self, session: &mut ServerSession) -> Handled {
         let cfg = self.app.config.load_full();
         let origin = session.req_header().headers.get(http::header::ORIGIN);
-        let result = match cors::check(&cfg.cors, origin.map(|v| v.as_bytes())) {
+        let checked = request_size(session.req_header())
+            .and_then(|()| cors::check(&cfg.cors, origin.map(|v| v.as_bytes())));
+        let result = match checked {
             Ok(common) => match self.route(session, &cfg, &common).await {
-                Ok(Some(req)) => {
+                Ok(Some((req, who, permit))) => {
                     return Handled::Stream(Box::new(StreamStart {
                         common,
-                        req: req.0,
-                        who: req.1,
+                        req,
+                        who,
+                        permit,
                         settings: StreamSettings::from_config(&cfg),
                     }))
                 }
@@ -188,7 +222,7 @@ impl Gateway {
         session: &mut ServerSession,
         cfg: &Config,
         common: &CommonHeaders,
-    ) -> std::result::Result<Option<(StreamRequest, Option<Principal>)>, ApiError> {
+    ) -> std::result::Result<Option<AdmittedStream>, ApiError> {
         let app = &self.app;
         let method = session.req_header().method.clone();
         let uri = session.req_header().uri.clone();
@@ -243,6 +277,9 @@ impl Gateway {
                 allow(&method, &[Method::GET, Method::HEAD])?;
                 if app.drain.is_draining() {
                     return Err(ApiError::draining());
+                }
+                if !app.broker.is_up() {
+                    return Err(ApiError::broker_unavailable("the broker is not reachable"));
                 }
                 let status = serde_json::json!({"status": "ready"});
                 sent(reply::json(session, common, 200, &status).await)
@@ -332,28 +369,37 @@ impl Gateway {
             .auth
             .load()
             .identify(session.req_header(), Endpoint::Api)?;
+        // Keyed by credential, or by address for anonymous publishers (public channels).
+        let publisher = match &who {
+            Some(p) => p.name.to_string(),
+            None => client_ip(session).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+        };
+        self.app.limits.admit_publish(&publisher)?;
         publish::require_json(session)?;
         let body = publish::read_body(session, cfg.limits.max_event_bytes).await?;
         let draft = publish::parse(&body, cfg)?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Publish, &draft.channels)?;
         let channels = draft.channels.iter().map(|c| c.to_string()).collect();
-        let id =
-            self.app.broker.publish(draft).await.map_err(|e| {
-                ApiError::new(503, "broker_unavailable", e.to_string()).retry_after(1)
-            })?;
+        let id = self
+            .app
+            .broker
+            .publish(draft)
+            .await
+            .map_err(|e| ApiError::broker_unavailable(e.to_string()))?;
         Ok(publish::Accepted {
             id: id.to_string(),
             channels,
         })
     }
 
-    /// Everything that can refuse a stream, before anything is written.
+    /// Everything that can refuse a stream, before anything is written; the permit holds the
+    /// stream's place in the connection limits.
     fn check_stream(
         &self,
         session: &ServerSession,
         cfg: &Config,
         query: Option<&str>,
-    ) -> std::result::Result<(StreamRequest, Option<Principal>), ApiError> {
+    ) -> std::result::Result<AdmittedStream, ApiError> {
         if self.app.drain.is_draining() {
             return Err(ApiError::draining());
         }
@@ -370,16 +416,58 @@ impl Gateway {
             .identify(session.req_header(), Endpoint::Stream)?;
         auth::require_time_left(who.as_ref())?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
-        if self.app.hub.clients().len() >= cfg.limits.max_connections {
-            return Err(ApiError::new(
-                503,
-                "at_capacity",
-                "this node holds its maximum number of streams",
-            )
-            .retry_after(5));
-        }
-        Ok((req, who))
+        let user = who.as_ref().map(|p| &*p.name);
+        let permit = self.app.limits.admit_stream(client_ip(session), user)?;
+        Ok((req, who, permit))
     }
+}
+
+/// A stream request that passed every check: what it asks, who asks, and its permit.
+type AdmittedStream = (StreamRequest, Option<Principal>, StreamPermit);
+
+/// The client's address, when the connection is TCP.
+pub(crate) fn client_ip(session: &ServerSession) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// Longest request target (path and query) accepted: far above any real channel list, far below
+/// what would make parsing it a cost.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most bytes of request header fields accepted (pingora itself stops at 1 MiB).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 414 for an over-long request target, 431 for over-large header fields.
+fn request_size(req: &pingora::http::RequestHeader) -> std::result::Result<(), ApiError> {
+    let uri = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        metrics::LIMIT_REJECTIONS
+            .with_label_values(&["uri_size"])
+            .inc();
+        return Err(ApiError::new(
+            414,
+            "uri_too_long",
+            format!("the request target is over {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        metrics::LIMIT_REJECTIONS
+            .with_label_values(&["header_size"])
+            .inc();
+        return Err(ApiError::new(
+            431,
+            "headers_too_large",
+            format!("the request header fields are over {MAX_HEADER_BYTES} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// One debug line per refused request; the target with its credentials redacted.
@@ -404,10 +492,11 @@ fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiErro
     }
 }
 
-/// Periodic upkeep: ages out history and forgets idle channels, drops expired tickets, and
-/// refreshes the gauges.
+/// Periodic upkeep: ages out history and forgets idle channels, prunes rate-limit state, drops
+/// expired tickets, and refreshes the gauges.
 struct Janitor {
     hub: Arc<Hub>,
+    limits: Arc<Limits>,
     tickets: Arc<TicketStore>,
 }
 
@@ -419,6 +508,7 @@ impl BackgroundService for Janitor {
             tokio::select! {
                 _ = tick.tick() => {
                     self.hub.sweep();
+                    self.limits.prune();
                     self.tickets.sweep();
                     let (channels, events) = self.hub.counts();
                     metrics::CHANNELS.set(channels as i64);
@@ -466,7 +556,7 @@ impl Built {
 pub fn build(config: Config) -> std::result::Result<Built, String> {
     metrics::init();
     let listen = resolve_listen(config.listen)?;
-    let app = App::new(config)?;
+    let (app, replicator) = App::new(config)?;
 
     let conf = ServerConf {
         threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -485,6 +575,9 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
             .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
     );
     server.add_service(http);
+    if let Some(replicator) = replicator {
+        server.add_service(background_service("redis replicator", replicator));
+    }
     server.add_service(background_service(
         "sources",
         SourceService { app: app.clone() },
@@ -493,6 +586,7 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
         "janitor",
         Janitor {
             hub: app.hub.clone(),
+            limits: app.limits.clone(),
             tickets: app.tickets.clone(),
         },
     ));

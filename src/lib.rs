@@ -10,7 +10,7 @@
 //! - [`sse`]: the wire format, encoded once per event.
 //!
 //! Beside them: [`config`] (the YAML file and its checked form), [`gateway`] (the pingora service
-//! that routes every endpoint), [`auth`], [`cors`], [`admin`] (`/stats`, `/clients`),
+//! that routes every endpoint), [`auth`], [`limits`], [`cors`], [`admin`] (`/stats`, `/clients`),
 //! [`static_files`] (the UI), [`metrics`], [`reply`] (the JSON error shape) and [`shutdown`]
 //! (graceful drain).
 
@@ -21,6 +21,7 @@ pub mod config;
 pub mod cors;
 pub mod gateway;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod publish;
 pub mod reply;

@@ -53,6 +53,20 @@ metric!(HISTORY_EVENTS: IntGauge = register_int_gauge!(
 metric!(DRAINING: IntGauge = register_int_gauge!(
     "sse_gateway_draining", "1 while the node drains for shutdown"));
 
+metric!(BROKER_UP: IntGauge = register_int_gauge!(
+    "sse_gateway_broker_up", "1 while the broker can take events (always 1 for memory)"));
+metric!(BROKER_EVENTS_RECOVERED: IntCounter = register_int_counter!(
+    "sse_gateway_broker_events_recovered_total",
+    "Events this node read from the Redis log rather than pub/sub (catch-up after a gap)"));
+metric!(BROKER_EVENTS_LOST: IntCounter = register_int_counter!(
+    "sse_gateway_broker_events_lost_total",
+    "Events gone from the Redis log before this node could read them (resumes across them reset)"));
+metric!(LIMIT_REJECTIONS: IntCounterVec = register_int_counter_vec!(
+    "sse_gateway_limit_rejections_total",
+    "Requests refused by a limit: max_connections, per_ip, per_user, connect_rate, publish_rate, \
+     header_timeout, header_size, uri_size",
+    &["limit"]));
+
 // Per source: the `source` label takes the names in `sources:`, a set the operator bounds.
 metric!(SOURCE_CONNECTED: IntGaugeVec = register_int_gauge_vec!(
     "sse_gateway_source_connected", "1 while the source's upstream stream is open", &["source"]));
@@ -102,6 +116,20 @@ pub fn init() {
     LazyLock::force(&CHANNELS);
     LazyLock::force(&HISTORY_EVENTS);
     LazyLock::force(&DRAINING);
+    LazyLock::force(&BROKER_EVENTS_RECOVERED);
+    LazyLock::force(&BROKER_EVENTS_LOST);
+    for limit in [
+        "max_connections",
+        "per_ip",
+        "per_user",
+        "connect_rate",
+        "publish_rate",
+        "header_timeout",
+        "header_size",
+        "uri_size",
+    ] {
+        LIMIT_REJECTIONS.with_label_values(&[limit]);
+    }
 }
 
 /// The Prometheus text exposition of every registered metric.

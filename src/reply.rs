@@ -63,6 +63,11 @@ impl ApiError {
         .retry_after(1)
     }
 
+    /// 503: the broker cannot take events now (Redis unreachable); nothing was accepted.
+    pub fn broker_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "broker_unavailable", message).retry_after(1)
+    }
+
     fn body(&self) -> Bytes {
         #[derive(Serialize)]
         struct Body<'a> {

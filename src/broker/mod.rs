@@ -1,16 +1,18 @@
 //! Brokers: where published events go before they reach the hub.
 //!
-//! The memory broker sequences events in this process. A shared broker (Redis, later) sequences
-//! them cluster-wide and every node's hub takes them in from its subscription, so every event,
-//! local or remote, enters the hub by the same path and is never delivered twice.
+//! The memory broker sequences events in this process. The Redis broker sequences them
+//! cluster-wide and every node's hub takes them in from the cluster's log, so every event, local
+//! or remote, enters the hub by the same path and is never delivered twice.
 
 mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub use memory::MemoryBroker;
+pub use redis::{RedisBroker, Replicator};
 
 use crate::hub::EventId;
 
@@ -36,6 +38,11 @@ pub trait Broker: Send + Sync {
 
     /// `memory` or `redis`, for `/stats`.
     fn kind(&self) -> &'static str;
+
+    /// Whether publishing can work now (for `/readyz`, `/stats` and metrics).
+    fn is_up(&self) -> bool {
+        true
+    }
 }
 
 pub type SharedBroker = Arc<dyn Broker>;

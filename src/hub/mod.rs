@@ -163,6 +163,9 @@ pub struct Hub {
     /// Bumped whenever a stream subscribes or leaves: on-demand sources wait on it to learn
     /// when their channels gain or lose their audience.
     subscriptions: watch::Sender<u64>,
+    /// The seq of the last event taken in, for publishers on a shared broker that wait until
+    /// their event has come back to this node.
+    taken: watch::Sender<u64>,
 }
 
 impl Hub {
@@ -181,6 +184,7 @@ impl Hub {
             clients: ClientRegistry::default(),
             limits_for: Box::new(limits_for),
             subscriptions: watch::Sender::new(0),
+            taken: watch::Sender::new(0),
         })
     }
 
@@ -197,15 +201,63 @@ impl Hub {
         self.state.lock().last_seq
     }
 
-    /// Takes in the next event of the sequence: the one way events enter the hub.
+    /// Takes in the next event of the sequence: the way events of this node's own sequence
+    /// enter the hub (the memory broker).
     ///
     /// `make` builds the event for the seq the hub assigns (one more than the last); it runs under
     /// the hub lock, so sequence order, history order and delivery order are the same.
     pub fn deliver(&self, make: impl FnOnce(EventId) -> Arc<Event>) -> Arc<Event> {
         let mut state = self.state.lock();
+        let seq = state.last_seq + 1;
+        self.take_in(&mut state, seq, make)
+    }
+
+    /// Takes in event `seq` of a sequence assigned elsewhere (a shared broker), which must be
+    /// the next one: `None`, and nothing happens, for a seq already taken or one that would
+    /// leave a gap (the broker fetches the missing events first, or calls [`Hub::skip_to`]).
+    pub fn deliver_at(
+        &self,
+        seq: u64,
+        make: impl FnOnce(EventId) -> Arc<Event>,
+    ) -> Option<Arc<Event>> {
+        let mut state = self.state.lock();
+        (seq == state.last_seq + 1).then(|| self.take_in(&mut state, seq, make))
+    }
+
+    /// Declares the events before `seq` lost for good (a shared broker's log no longer has
+    /// them): the next event taken is `seq`, and a resume from before it gets `reset`
+    /// (`history_evicted`) on every channel, not a silent gap.
+    pub fn skip_to(&self, seq: u64) {
+        let mut state = self.state.lock();
+        if seq <= state.last_seq + 1 {
+            return;
+        }
+        let lost_upto = seq - 1;
+        state.last_seq = lost_upto;
+        state.pruned_floor = state.pruned_floor.max(lost_upto);
+        for channel in state.channels.values_mut() {
+            channel.evicted_upto = channel.evicted_upto.max(lost_upto);
+        }
+        drop(state);
+        self.taken.send_replace(lost_upto);
+    }
+
+    /// Resolves once event `seq` has been taken in (or skipped).
+    pub async fn taken(&self, seq: u64) {
+        let mut taken = self.taken.subscribe();
+        // The sender lives as long as the hub, which outlives this borrow.
+        let _ = taken.wait_for(|&last| last >= seq).await;
+    }
+
+    fn take_in(
+        &self,
+        state: &mut State,
+        seq: u64,
+        make: impl FnOnce(EventId) -> Arc<Event>,
+    ) -> Arc<Event> {
         let id = EventId {
             epoch: self.epoch,
-            seq: state.last_seq + 1,
+            seq,
         };
         let event = make(id);
         state.last_seq = id.seq;
@@ -225,6 +277,7 @@ impl Hub {
                 offer(sub, &event)
             });
         }
+        self.taken.send_replace(seq);
         event
     }
 

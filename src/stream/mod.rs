@@ -8,7 +8,6 @@
 mod pump;
 mod request;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +24,7 @@ use crate::auth::Principal;
 use crate::config::{Config, HeartbeatKind};
 use crate::gateway::App;
 use crate::hub::{SubscribeRequest, Subscription};
+use crate::limits::StreamPermit;
 use crate::metrics;
 use crate::reply::CommonHeaders;
 use crate::shutdown::Drain;
@@ -79,6 +79,7 @@ pub async fn open(
     common: &CommonHeaders,
     req: StreamRequest,
     who: Option<Principal>,
+    permit: StreamPermit,
     mut settings: StreamSettings,
 ) {
     // Measured now, as the stream starts: the time spent checking the request is not given back.
@@ -86,10 +87,7 @@ pub async fn open(
         .as_ref()
         .and_then(|p| p.expires)
         .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
-    let peer: Option<IpAddr> = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+    let peer = crate::gateway::client_ip(&session);
     let sub = app.hub.subscribe(SubscribeRequest {
         channels: req.channels,
         types: req.types,
@@ -123,7 +121,7 @@ pub async fn open(
                 stream: h1.into_inner(),
                 write_timeout,
             };
-            spawn_stream(out, sub, settings, drain);
+            spawn_stream(out, sub, permit, settings, drain);
         }
         session => spawn_stream(
             SessionOut {
@@ -131,19 +129,27 @@ pub async fn open(
                 write_timeout,
             },
             sub,
+            permit,
             settings,
             drain,
         ),
     }
 }
 
-/// Runs the stream on a task of its own and counts how it ended.
-fn spawn_stream<D>(mut out: D, sub: Subscription, settings: StreamSettings, drain: Arc<Drain>)
-where
+/// Runs the stream on a task of its own and counts how it ended. The permit is given back to
+/// the limits when the task ends.
+fn spawn_stream<D>(
+    mut out: D,
+    sub: Subscription,
+    permit: StreamPermit,
+    settings: StreamSettings,
+    drain: Arc<Drain>,
+) where
     D: Downstream + Send + 'static,
 {
     tokio::spawn(async move {
         let end = pump(&mut out, sub, &settings, &drain).await;
+        drop(permit);
         finished(end);
     });
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use sse_gateway::sse::parse::{ParsedEvent, ParsedItem, Parser, ParserLimits};
 
+pub mod redis;
 mod upstream;
 #[allow(unused_imports)] // only the source tests use these
 pub use upstream::*;
@@ -186,6 +187,19 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `request` as is on a new connection and returns everything the gateway writes back
+    /// before it closes (or 5 s pass): for requests no HTTP client would send.
+    pub async fn raw_request(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut sock = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        sock.write_all(request.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// A JSON request with the admin key.

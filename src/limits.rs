@@ -1,0 +1,311 @@
+//! Admission limits: how many streams this node, one client IP and one user may hold at once,
+//! and how fast one IP may open streams and one credential (or IP) may publish.
+//!
+//! A stream is admitted by taking a [`StreamPermit`], which reserves its place in every count
+//! under one lock (so a burst cannot overshoot) and gives it back when dropped, however the
+//! stream ends. Rates are token buckets (GCRA, `governor`) keyed by IP or credential; their
+//! state is pruned by the janitor so keys that went quiet do not hold memory.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::Mutex;
+
+use crate::config::{LimitsConfig, RateLimit};
+use crate::metrics;
+use crate::reply::ApiError;
+
+/// How long a client refused for a connection limit is told to wait: streams last long, so a
+/// slot rarely frees up sooner.
+const CONNECTION_RETRY_AFTER: u64 = 5;
+
+/// The limits of one node, built from `limits:`.
+pub struct Limits {
+    max_connections: usize,
+    per_ip: Option<usize>,
+    per_user: Option<usize>,
+    counts: Mutex<Counts>,
+    connect_rate: Option<KeyedRate<IpAddr>>,
+    publish_rate: Option<KeyedRate<Box<str>>>,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+    per_user: HashMap<Box<str>, usize>,
+}
+
+/// A stream's place in the connection counts; given back on drop.
+pub struct StreamPermit {
+    limits: Arc<Limits>,
+    ip: Option<IpAddr>,
+    user: Option<Box<str>>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut counts = self.limits.counts.lock();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(ip) = self.ip {
+            release(&mut counts.per_ip, &ip);
+        }
+        if let Some(user) = &self.user {
+            release(&mut counts.per_user, user);
+        }
+    }
+}
+
+/// One fewer for `key`; the entry goes at zero, so the map only holds keys with open streams.
+fn release<K: Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl Limits {
+    pub fn new(cfg: &LimitsConfig) -> Arc<Limits> {
+        Arc::new(Limits {
+            max_connections: cfg.max_connections,
+            per_ip: cfg.max_connections_per_ip,
+            per_user: cfg.max_connections_per_user,
+            counts: Mutex::default(),
+            connect_rate: cfg.connect_rate_per_ip.map(KeyedRate::new),
+            publish_rate: cfg.publish_rate.map(KeyedRate::new),
+        })
+    }
+
+    /// Admits a new stream from `ip`, for `user` (an authenticated subject or key name), or says
+    /// why not: 429 `rate_limited` (connect rate), 503 `at_capacity` (this node is full), 429
+    /// `too_many_connections` (this IP or user holds its maximum). Rejections leave every count
+    /// as it was.
+    pub fn admit_stream(
+        self: &Arc<Self>,
+        ip: Option<IpAddr>,
+        user: Option<&str>,
+    ) -> Result<StreamPermit, ApiError> {
+        if let (Some(rate), Some(ip)) = (&self.connect_rate, ip) {
+            rate.check(
+                &ip,
+                "connect_rate",
+                "too many new streams from this address",
+            )?;
+        }
+        let mut counts = self.counts.lock();
+        if counts.total >= self.max_connections {
+            return Err(refuse(
+                "max_connections",
+                ApiError::new(
+                    503,
+                    "at_capacity",
+                    "this node holds its maximum number of streams",
+                ),
+            ));
+        }
+        if let (Some(max), Some(ip)) = (self.per_ip, ip) {
+            if counts.per_ip.get(&ip).copied().unwrap_or(0) >= max {
+                return Err(refuse(
+                    "per_ip",
+                    ApiError::new(
+                        429,
+                        "too_many_connections",
+                        format!("this address holds its maximum of {max} streams"),
+                    ),
+                ));
+            }
+        }
+        if let (Some(max), Some(user)) = (self.per_user, user) {
+            if counts.per_user.get(user).copied().unwrap_or(0) >= max {
+                return Err(refuse(
+                    "per_user",
+                    ApiError::new(
+                        429,
+                        "too_many_connections",
+                        format!("this user holds its maximum of {max} streams"),
+                    ),
+                ));
+            }
+        }
+        counts.total += 1;
+        if let Some(ip) = ip {
+            *counts.per_ip.entry(ip).or_default() += 1;
+        }
+        let user: Option<Box<str>> = user.map(Into::into);
+        if let Some(user) = &user {
+            *counts.per_user.entry(user.clone()).or_default() += 1;
+        }
+        Ok(StreamPermit {
+            limits: self.clone(),
+            ip,
+            user,
+        })
+    }
+
+    /// Admits one publish by `who` (a credential's name, or the client IP without one).
+    pub fn admit_publish(&self, who: &str) -> Result<(), ApiError> {
+        match &self.publish_rate {
+            Some(rate) => rate.check(&who.into(), "publish_rate", "too many publishes"),
+            None => Ok(()),
+        }
+    }
+
+    /// Streams admitted and not yet ended.
+    pub fn open_streams(&self) -> usize {
+        self.counts.lock().total
+    }
+
+    /// Forgets rate state of keys that have been quiet long enough to have a full bucket again.
+    pub fn prune(&self) {
+        if let Some(rate) = &self.connect_rate {
+            rate.limiter.retain_recent();
+        }
+        if let Some(rate) = &self.publish_rate {
+            rate.limiter.retain_recent();
+        }
+    }
+}
+
+/// A token bucket per key.
+struct KeyedRate<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+}
+
+impl<K: Hash + Eq + Clone> KeyedRate<K> {
+    fn new(rate: RateLimit) -> KeyedRate<K> {
+        // The config checked both are at least 1.
+        let per_second = NonZeroU32::new(rate.per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(rate.burst).unwrap_or(per_second);
+        KeyedRate {
+            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+        }
+    }
+
+    fn check(&self, key: &K, limit: &'static str, message: &str) -> Result<(), ApiError> {
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            refuse(
+                limit,
+                ApiError::new(429, "rate_limited", message).retry_after(seconds_up(wait)),
+            )
+        })
+    }
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).
+fn seconds_up(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// Counts a refusal by the limit that made it; connection limits get their `Retry-After`.
+fn refuse(limit: &'static str, error: ApiError) -> ApiError {
+    metrics::LIMIT_REJECTIONS.with_label_values(&[limit]).inc();
+    if error.retry_after.is_none() {
+        error.retry_after(CONNECTION_RETRY_AFTER)
+    } else {
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(yaml: &str) -> Arc<Limits> {
+        let config = crate::config::load_str(yaml, None).expect("valid config");
+        Limits::new(&config.limits)
+    }
+
+    fn ip(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([10, 0, 0, last]))
+    }
+
+    #[test]
+    fn connection_counts_are_reserved_and_given_back() {
+        let l = limits(
+            "limits: {max_connections: 3, max_connections_per_ip: 2, max_connections_per_user: 1}",
+        );
+        let a = l.admit_stream(ip(1), None).unwrap();
+        let _b = l.admit_stream(ip(1), Some("ann")).unwrap();
+        let e = l.admit_stream(ip(1), None).err().unwrap();
+        assert_eq!(
+            (e.status, e.code, e.retry_after),
+            (429, "too_many_connections", Some(5))
+        );
+        let e = l.admit_stream(ip(2), Some("ann")).err().unwrap();
+        assert_eq!((e.status, e.code), (429, "too_many_connections"));
+        let _c = l.admit_stream(ip(2), Some("bob")).unwrap();
+        let e = l.admit_stream(ip(3), None).err().unwrap();
+        assert_eq!((e.status, e.code), (503, "at_capacity"));
+        assert_eq!(l.open_streams(), 3, "refusals reserve nothing");
+        drop(a);
+        assert_eq!(l.open_streams(), 2);
+        l.admit_stream(ip(1), None).unwrap();
+        assert!(l.counts.lock().per_ip.len() <= 2);
+    }
+
+    #[test]
+    fn counts_leave_no_entries_behind() {
+        let l = limits("limits: {max_connections_per_ip: 5, max_connections_per_user: 5}");
+        let permits: Vec<_> = (0..50)
+            .map(|n| l.admit_stream(ip(n), Some(&format!("u{n}"))).unwrap())
+            .collect();
+        drop(permits);
+        let counts = l.counts.lock();
+        assert_eq!(
+            (counts.total, counts.per_ip.len(), counts.per_user.len()),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn rates_refuse_with_retry_after_per_key() {
+        let l = limits(
+            "limits: {connect_rate_per_ip: {per_second: 1, burst: 2}, \
+             publish_rate: {per_second: 1, burst: 1}}",
+        );
+        let _a = l.admit_stream(ip(1), None).unwrap();
+        let _b = l.admit_stream(ip(1), None).unwrap();
+        let e = l.admit_stream(ip(1), None).err().unwrap();
+        assert_eq!(
+            (e.status, e.code, e.retry_after),
+            (429, "rate_limited", Some(1))
+        );
+        let _c = l
+            .admit_stream(ip(2), None)
+            .expect("other addresses have their own bucket");
+        assert_eq!(l.open_streams(), 3);
+
+        l.admit_publish("key-a").unwrap();
+        let e = l.admit_publish("key-a").unwrap_err();
+        assert_eq!((e.status, e.code), (429, "rate_limited"));
+        l.admit_publish("key-b").unwrap();
+    }
+
+    #[test]
+    fn no_limits_configured_admits_up_to_the_node_maximum() {
+        let l = limits("limits: {max_connections: 2}");
+        let _a = l.admit_stream(None, None).unwrap();
+        let _b = l.admit_stream(ip(1), Some("x")).unwrap();
+        assert_eq!(l.admit_stream(ip(2), None).err().unwrap().status, 503);
+        for _ in 0..100 {
+            l.admit_publish("k").unwrap();
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(seconds_up(Duration::ZERO), 1);
+        assert_eq!(seconds_up(Duration::from_millis(1)), 1);
+        assert_eq!(seconds_up(Duration::from_millis(1001)), 2);
+        assert_eq!(seconds_up(Duration::from_secs(3)), 3);
+    }
+}

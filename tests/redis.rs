@@ -1,0 +1,273 @@
+//! Several gateway nodes on one Redis behave as one: fan-out across nodes exactly once and in
+//! order, resume on another node, history for nodes that start later, and no loss through a
+//! killed subscription, a Redis outage or a node's drain. Each test runs its own redis-server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A node on `redis`, ready (its replicator connected). `extra` adds top-level keys.
+async fn node(redis: &RedisServer, extra: &str) -> Gateway {
+    let gw = Gateway::start(&format!(
+        "broker:\n  kind: redis\n  url: {}\n{extra}",
+        redis.url()
+    ));
+    wait_ready(&gw).await;
+    gw
+}
+
+async fn wait_ready(gw: &Gateway) {
+    eventually(WAIT, "node ready (broker up)", || async {
+        readyz(gw).await == 200
+    })
+    .await;
+}
+
+async fn readyz(gw: &Gateway) -> u16 {
+    match http().get(gw.url("/readyz")).send().await {
+        Ok(resp) => resp.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// The seq part of an id `<epoch>-<seq>`.
+fn seq(id: &str) -> u64 {
+    id.rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("id")
+}
+
+#[tokio::test]
+async fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
+    let redis = RedisServer::start();
+    let nodes = [
+        node(&redis, "").await,
+        node(&redis, "").await,
+        node(&redis, "").await,
+    ];
+    let mut clients = Vec::new();
+    for gw in &nodes {
+        clients.push(SseClient::connect(&gw.url("/events?channel=x")).await);
+    }
+    let mut published = Vec::new();
+    for n in 0..30 {
+        let id = nodes[n % 3].publish_ok("x", "note", &format!("e{n}")).await;
+        published.push((id, format!("e{n}")));
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let got: Vec<(String, String)> = client
+            .events(30, WAIT)
+            .await
+            .into_iter()
+            .map(|e| (e.id, e.data))
+            .collect();
+        assert_eq!(got, published, "node {i}");
+        client.assert_no_event(Duration::from_millis(300)).await;
+    }
+    assert!(published.windows(2).all(|w| seq(&w[0].0) < seq(&w[1].0)));
+    let stats = nodes[1].admin_get("/stats").await;
+    assert_eq!(
+        (
+            stats["node"]["broker"].as_str(),
+            stats["node"]["broker_up"].as_bool()
+        ),
+        (Some("redis"), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_single_and_multi_channel() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let b = node(&redis, "").await;
+    let mut first = SseClient::connect(&a.url("/events?channels=x,y")).await;
+    a.publish_ok("x", "note", "1").await;
+    a.publish_ok("y", "note", "2").await;
+    let seen = first.events(2, WAIT).await;
+    drop(first);
+    // Published while the client is away, on a third channel too.
+    for (channel, data) in [("x", "3"), ("z", "not mine"), ("y", "4"), ("x", "5")] {
+        b.publish_ok(channel, "note", data).await;
+    }
+    let mut resumed = SseClient::connect_with(
+        &b.url("/events?channels=x,y"),
+        &[("last-event-id", &seen[1].id)],
+    )
+    .await;
+    let got: Vec<String> = resumed
+        .events(3, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, ["3", "4", "5"]);
+
+    let mut single = SseClient::connect_with(
+        &b.url("/events?channel=y"),
+        &[("last-event-id", &seen[0].id)],
+    )
+    .await;
+    let got: Vec<String> = single
+        .events(2, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, ["2", "4"]);
+}
+
+#[tokio::test]
+async fn a_node_started_later_serves_resumes_from_the_shared_log() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(a.publish_ok("x", "note", &n.to_string()).await);
+    }
+    let late = node(&redis, "").await;
+    let mut client = SseClient::connect_with(
+        &late.url("/events?channel=x"),
+        &[("last-event-id", &ids[1])],
+    )
+    .await;
+    let got: Vec<String> = client
+        .events(3, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, ["3", "4", "5"]);
+}
+
+#[tokio::test]
+async fn killed_subscriptions_lose_nothing() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let b = node(&redis, "").await;
+    let mut client = SseClient::connect(&b.url("/events?channel=x")).await;
+    let mut expected = Vec::new();
+    for n in 0..60 {
+        if n % 10 == 5 {
+            let killed = redis.command("CLIENT KILL TYPE pubsub");
+            assert!(killed.starts_with(':'), "{killed}");
+        }
+        a.publish_ok("x", "note", &format!("e{n}")).await;
+        expected.push(format!("e{n}"));
+    }
+    let got: Vec<String> = client
+        .events(60, WAIT)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, expected);
+    assert!(!client.ended, "the stream never dropped");
+    client.assert_no_event(Duration::from_millis(300)).await;
+    // What pub/sub dropped while B resubscribed came from the log.
+    assert!(
+        b.metric("sse_gateway_broker_events_recovered_total", "")
+            .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_redis_outage_refuses_publishes_keeps_streams_and_recovers() {
+    let mut redis = RedisServer::start();
+    let fast_heartbeats = "sse:\n  heartbeat_interval: 300ms\n";
+    let a = node(&redis, fast_heartbeats).await;
+    let b = node(&redis, fast_heartbeats).await;
+    let mut client = SseClient::connect(&b.url("/events?channel=x")).await;
+    let before = a.publish_ok("x", "note", "before").await;
+    assert_eq!(client.events(1, WAIT).await[0].data, "before");
+
+    redis.stop();
+    eventually(WAIT, "publishes refused", || async {
+        let resp = http()
+            .post(a.url("/broadcast"))
+            .header("x-api-key", KEY)
+            .json(&serde_json::json!({"channel": "x", "data": "during"}))
+            .send()
+            .await
+            .expect("publish");
+        if resp.status() != 503 {
+            return false;
+        }
+        assert!(resp.headers().contains_key("retry-after"));
+        let body: serde_json::Value = resp.json().await.expect("json");
+        body["error"]["code"] == "broker_unavailable"
+    })
+    .await;
+    eventually(WAIT, "readyz says the broker is down", || async {
+        readyz(&b).await == 503
+    })
+    .await;
+    assert!(b.metric("sse_gateway_broker_up", "").await == 0.0);
+    // The stream stays open: heartbeats keep coming.
+    let heartbeat = client.next_item(WAIT).await;
+    assert!(
+        matches!(
+            heartbeat,
+            Some(sse_gateway::sse::parse::ParsedItem::Comment(_))
+        ),
+        "{heartbeat:?}"
+    );
+
+    // Redis comes back empty (no persistence); the nodes resubscribe and ids carry on.
+    redis.restart();
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+    let after = a.publish_ok("x", "note", "after").await;
+    assert!(seq(&after) > seq(&before), "{after} after {before}");
+    let event = client
+        .next_event(WAIT)
+        .await
+        .expect("the event after the outage");
+    assert_eq!((event.id, event.data), (after, "after".to_owned()));
+    assert!(!client.ended, "the subscriber never had to reconnect");
+}
+
+#[tokio::test]
+async fn a_draining_node_hands_its_clients_to_the_others_without_loss() {
+    let redis = RedisServer::start();
+    let mut a = node(&redis, "shutdown:\n  grace_period: 1s\n").await;
+    let b = node(&redis, "").await;
+    let mut client = SseClient::connect(&a.url("/events?channel=x")).await;
+    b.publish_ok("x", "note", "1").await;
+    let last = client.events(1, WAIT).await.remove(0);
+
+    a.signal("TERM");
+    let publishing = async {
+        for n in 2..=6 {
+            b.publish_ok("x", "note", &n.to_string()).await;
+        }
+    };
+    let (_, items) = tokio::join!(publishing, client.until_end(WAIT));
+    assert!(a.wait_exit(WAIT).success());
+    // Whatever the drained stream still delivered, the rest comes from the other node.
+    let mut got: Vec<String> = vec![last.data.clone()];
+    let mut resume = last.id.clone();
+    for item in items {
+        if let sse_gateway::sse::parse::ParsedItem::Event(e) = item {
+            resume = e.id.clone();
+            got.push(e.data);
+        }
+    }
+    let mut resumed =
+        SseClient::connect_with(&b.url("/events?channel=x"), &[("last-event-id", &resume)]).await;
+    let missing = 6 - got.len();
+    got.extend(
+        resumed
+            .events(missing, WAIT)
+            .await
+            .into_iter()
+            .map(|e| e.data),
+    );
+    assert_eq!(got, ["1", "2", "3", "4", "5", "6"]);
+}
