@@ -50,3 +50,50 @@ MSG
         exit 1
     fi
 }
+
+# ---- web UI (frontend-react/) ---------------------------------------------------------------
+# Vite 8 and Vitest 4 need Node.js 20.19 or newer (with npm).
+
+# Returns 0 when node and npm are installed and new enough; else says how to install them and
+# returns 1.
+ensure_node() {
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        if node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+            return 0
+        fi
+        echo "node $(node --version) is too old for the web UI (Vite 8 needs Node.js 20.19 or newer)." >&2
+    else
+        echo "node and npm not found: the web UI (frontend-react/) needs them." >&2
+    fi
+    cat >&2 <<'MSG'
+Install Node.js 20.19 or newer with npm (Debian 12's own `nodejs` package is 18, too old), e.g. with nvm:
+    curl -o- https://raw.githubusercontent.com/nvm-sh/nvm/v0.40.3/install.sh | bash
+    . "$HOME/.nvm/nvm.sh" && nvm install 20
+or from https://nodejs.org/en/download (Linux binaries, or the NodeSource Debian packages).
+MSG
+    return 1
+}
+
+# Installs the UI's npm packages (`npm ci`, from package-lock.json) when node_modules is
+# missing or older than the lock file.
+ui_install() {
+    (
+        cd frontend-react
+        if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+            echo "installing the web UI's npm packages (npm ci)" >&2
+            npm ci --no-audit --no-fund
+        fi
+    )
+}
+
+# Builds frontend-react/dist when it is missing or older than any of the UI's sources (tests aside).
+ui_build_if_stale() {
+    local dir=frontend-react
+    if [ -f "$dir/dist/index.html" ] && [ -z "$(find "$dir/src" "$dir/index.html" "$dir/package.json" \
+        "$dir/package-lock.json" "$dir/vite.config.ts" "$dir/tsconfig.json" \
+        -newer "$dir/dist/index.html" ! -name '*.test.*' ! -path "$dir/src/test/*" -print -quit 2>/dev/null)" ]; then
+        return 0
+    fi
+    echo "building the web UI (frontend-react/dist)" >&2
+    ui_install && (cd "$dir" && npm run build)
+}

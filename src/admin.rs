@@ -24,6 +24,8 @@ pub struct Stats {
 
 #[derive(Debug, Serialize)]
 pub struct NodeStats {
+    /// Which node answered (host name, pid and a random part).
+    pub id: String,
     /// The id sequence's epoch (the node's start, in Unix milliseconds, on the memory broker).
     pub epoch: u64,
     pub uptime_seconds: u64,
@@ -54,6 +56,7 @@ pub fn stats(app: &App) -> Stats {
     let (channels, history_events) = app.hub.counts();
     Stats {
         node: NodeStats {
+            id: app.node_id.clone(),
             epoch: app.hub.epoch(),
             uptime_seconds: SystemTime::now()
                 .duration_since(app.started_at)
@@ -88,6 +91,8 @@ const DEFAULT_PAGE: usize = 100;
 /// `GET /clients?limit=&cursor=`.
 #[derive(Debug, Serialize)]
 pub struct ClientsPage {
+    /// Which node answered: the page lists this node's streams.
+    pub node: String,
     pub clients: Vec<ClientInfo>,
     /// Pass as `?cursor=` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
@@ -118,6 +123,7 @@ pub fn clients(app: &App, query: Option<&str>) -> Result<ClientsPage, ApiError> 
     }
     let (clients, next) = app.hub.clients().page(after, limit);
     Ok(ClientsPage {
+        node: app.node_id.clone(),
         clients,
         next_cursor: next.map(|n| n.to_string()),
         total: app.hub.clients().len(),
@@ -133,4 +139,106 @@ pub fn disconnect(app: &App, id: &str) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::new(404, "client_not_found", "no connected client has this id"))?;
     client.close(CloseReason::Kicked);
     Ok(())
+}
+
+/// Streams of each node listed in `?scope=cluster` (the first, by id): the full list of a node
+/// is paged on that node.
+const CLUSTER_CLIENTS_PER_NODE: usize = 100;
+
+/// Whether the query asks for `scope=cluster` (`scope=node`, the default, is this node alone).
+pub fn cluster_scope(query: Option<&str>) -> Result<bool, ApiError> {
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key == "scope" {
+            return match &*value {
+                "cluster" => Ok(true),
+                "node" => Ok(false),
+                _ => Err(ApiError::bad_request(
+                    "invalid_scope",
+                    "scope is node (the default) or cluster",
+                )),
+            };
+        }
+    }
+    Ok(false)
+}
+
+/// What a node shares with the cluster every second: its stats and its first streams.
+#[derive(Debug, Serialize)]
+struct NodeReport {
+    stats: Stats,
+    clients: Vec<ClientInfo>,
+    clients_total: usize,
+}
+
+/// This node's report, as JSON.
+pub fn node_report(app: &App) -> String {
+    let (clients, _) = app.hub.clients().page(0, CLUSTER_CLIENTS_PER_NODE);
+    let report = NodeReport {
+        stats: stats(app),
+        clients,
+        clients_total: app.hub.clients().len(),
+    };
+    serde_json::to_string(&report).unwrap_or_default()
+}
+
+/// Every live node's report (this node's own, fresh, on a single node).
+async fn reports(app: &App) -> Result<Vec<serde_json::Value>, ApiError> {
+    let shared = app
+        .broker
+        .node_reports()
+        .await
+        .map_err(|e| ApiError::broker_unavailable(e.to_string()))?;
+    let own = || node_report(app);
+    let texts = shared.unwrap_or_else(|| vec![own()]);
+    Ok(texts
+        .iter()
+        .filter_map(|text| serde_json::from_str(text).ok())
+        .collect())
+}
+
+fn sum(reports: &[serde_json::Value], path: &[&str]) -> u64 {
+    reports
+        .iter()
+        .map(|r| path.iter().fold(r, |v, key| &v[key]).as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// `GET /stats?scope=cluster`: every node's stats (as each reported within the last seconds)
+/// and their totals.
+pub async fn cluster_stats(app: &App) -> Result<serde_json::Value, ApiError> {
+    let reports = reports(app).await?;
+    let totals = serde_json::json!({
+        "nodes": reports.len(),
+        "streams_open": sum(&reports, &["stats", "streams", "open"]),
+        "events_published_total": sum(&reports, &["stats", "events", "published_total"]),
+        "events_delivered_total": sum(&reports, &["stats", "events", "delivered_total"]),
+    });
+    let nodes: Vec<&serde_json::Value> = reports.iter().map(|r| &r["stats"]).collect();
+    Ok(serde_json::json!({
+        "scope": "cluster",
+        "answered_by": app.node_id,
+        "totals": totals,
+        "nodes": nodes,
+    }))
+}
+
+/// `GET /clients?scope=cluster`: each node's stream count and first streams.
+pub async fn cluster_clients(app: &App) -> Result<serde_json::Value, ApiError> {
+    let reports = reports(app).await?;
+    let nodes: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "node": r["stats"]["node"]["id"],
+                "total": r["clients_total"],
+                "clients": r["clients"],
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "scope": "cluster",
+        "answered_by": app.node_id,
+        "total": sum(&reports, &["clients_total"]),
+        "nodes": nodes,
+    }))
 }

@@ -49,6 +49,26 @@ pub struct App {
     pub started_at: SystemTime,
     /// One per entry of `sources:`, in config order.
     pub sources: Vec<Arc<SourceStatus>>,
+    /// This process among the nodes of a cluster (`/stats`, `/clients`, Redis leases).
+    pub node_id: String,
+}
+
+/// A name for this process among the nodes: the host name (when known), the pid and a random
+/// part, so a restarted node is a new node.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        });
+    let suffix = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+    match host {
+        Some(host) => format!("{host}-{suffix}"),
+        None => suffix,
+    }
 }
 
 /// How long a node waits for Redis at startup before giving up (exit 2).
@@ -62,6 +82,7 @@ impl App {
         let authenticator = Authenticator::new(&config.auth, tickets.clone())?;
         let rules = config.clone();
         let limits_for = move |channel: &str| rules.history_for(channel);
+        let node_id = node_id();
         let (hub, broker, replicator): (_, SharedBroker, _) = match &config.broker {
             BrokerConfig::Memory => {
                 // The node's start: ids of an earlier run of this node are never reused.
@@ -74,7 +95,7 @@ impl App {
             BrokerConfig::Redis { url } => {
                 let (client, epoch) = redis::cluster_epoch(url, REDIS_STARTUP_PATIENCE)?;
                 let hub = Hub::new(epoch, limits_for);
-                let (broker, replicator) = RedisBroker::new(hub.clone(), client);
+                let (broker, replicator) = RedisBroker::new(hub.clone(), client, &node_id);
                 (hub, broker, Some(replicator))
             }
         };
@@ -87,12 +108,14 @@ impl App {
             auth: ArcSwap::from_pointee(authenticator),
             tickets,
             grace_period: config.shutdown.grace_period,
-            limits: Limits::new(&config.limits),
+            // Shared brokers hold the limits across nodes.
+            limits: Limits::new(&config.limits, replicator.is_some().then(|| broker.clone())),
             config: ArcSwap::from_pointee(config),
             hub,
             broker,
             drain: Arc::new(Drain::default()),
             started_at: SystemTime::now(),
+            node_id,
         });
         metrics::BROKER_UP.set(i64::from(app.broker.is_up()));
         Ok((app, replicator))
@@ -242,7 +265,7 @@ impl Gateway {
 
         if path == cfg.sse.path {
             allow(&method, &[Method::GET])?;
-            return self.check_stream(session, cfg, query).map(Some);
+            return self.check_stream(session, cfg, query).await.map(Some);
         }
         if path == cfg.metrics.path {
             allow(&method, &[Method::GET, Method::HEAD])?;
@@ -287,11 +310,19 @@ impl Gateway {
             "/stats" => {
                 allow(&method, &[Method::GET])?;
                 self.require_admin(session)?;
+                if admin::cluster_scope(query)? {
+                    let stats = admin::cluster_stats(app).await?;
+                    return sent(reply::json(session, common, 200, &stats).await);
+                }
                 sent(reply::json(session, common, 200, &admin::stats(app)).await)
             }
             "/clients" => {
                 allow(&method, &[Method::GET])?;
                 self.require_admin(session)?;
+                if admin::cluster_scope(query)? {
+                    let clients = admin::cluster_clients(app).await?;
+                    return sent(reply::json(session, common, 200, &clients).await);
+                }
                 let page = admin::clients(app, query)?;
                 sent(reply::json(session, common, 200, &page).await)
             }
@@ -374,7 +405,7 @@ impl Gateway {
             Some(p) => p.name.to_string(),
             None => client_ip(session).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
         };
-        self.app.limits.admit_publish(&publisher)?;
+        self.app.limits.admit_publish(&publisher).await?;
         publish::require_json(session)?;
         let body = publish::read_body(session, cfg.limits.max_event_bytes).await?;
         let draft = publish::parse(&body, cfg)?;
@@ -394,7 +425,7 @@ impl Gateway {
 
     /// Everything that can refuse a stream, before anything is written; the permit holds the
     /// stream's place in the connection limits.
-    fn check_stream(
+    async fn check_stream(
         &self,
         session: &ServerSession,
         cfg: &Config,
@@ -417,7 +448,11 @@ impl Gateway {
         auth::require_time_left(who.as_ref())?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
         let user = who.as_ref().map(|p| &*p.name);
-        let permit = self.app.limits.admit_stream(client_ip(session), user)?;
+        let permit = self
+            .app
+            .limits
+            .admit_stream(client_ip(session), user)
+            .await?;
         Ok((req, who, permit))
     }
 }
@@ -489,6 +524,28 @@ fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiErro
     } else {
         let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
         Err(ApiError::method_not_allowed(&names.join(", ")))
+    }
+}
+
+/// Shares this node's `/stats` and first clients with the cluster every second, for
+/// `?scope=cluster` (only with a shared broker).
+struct Reporter {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl BackgroundService for Reporter {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let report = admin::node_report(&self.app);
+                    self.app.broker.report_node(&self.app.node_id, report).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }
 
@@ -577,6 +634,10 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
     server.add_service(http);
     if let Some(replicator) = replicator {
         server.add_service(background_service("redis replicator", replicator));
+        server.add_service(background_service(
+            "cluster reporter",
+            Reporter { app: app.clone() },
+        ));
     }
     server.add_service(background_service(
         "sources",

@@ -5,6 +5,12 @@
 //! under one lock (so a burst cannot overshoot) and gives it back when dropped, however the
 //! stream ends. Rates are token buckets (GCRA, `governor`) keyed by IP or credential; their
 //! state is pruned by the janitor so keys that went quiet do not hold memory.
+//!
+//! With a shared broker (Redis) the per-IP, per-user and rate limits hold across the cluster:
+//! after the node's own check (the fast path, which refuses without a round trip), the same
+//! limit is checked and taken in Redis, so adding nodes does not multiply a client's allowance.
+//! If Redis cannot answer, the node's own limits stand alone: refusing every stream during a
+//! Redis outage would turn it into an outage of the gateway.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -17,6 +23,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 
+use crate::broker::SharedBroker;
 use crate::config::{LimitsConfig, RateLimit};
 use crate::metrics;
 use crate::reply::ApiError;
@@ -33,6 +40,8 @@ pub struct Limits {
     counts: Mutex<Counts>,
     connect_rate: Option<KeyedRate<IpAddr>>,
     publish_rate: Option<KeyedRate<Box<str>>>,
+    /// The shared broker, when limits hold across nodes.
+    cluster: Option<SharedBroker>,
 }
 
 #[derive(Default)]
@@ -47,10 +56,22 @@ pub struct StreamPermit {
     limits: Arc<Limits>,
     ip: Option<IpAddr>,
     user: Option<Box<str>>,
+    /// Places held in the cluster's counts (scope, key), given back through the broker.
+    held: Vec<(&'static str, String)>,
 }
 
 impl Drop for StreamPermit {
     fn drop(&mut self) {
+        if let (Some(cluster), false) = (&self.limits.cluster, self.held.is_empty()) {
+            let (cluster, held) = (cluster.clone(), std::mem::take(&mut self.held));
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    for (scope, key) in held {
+                        cluster.release_connection(scope, &key).await;
+                    }
+                });
+            }
+        }
         let mut counts = self.limits.counts.lock();
         counts.total = counts.total.saturating_sub(1);
         if let Some(ip) = self.ip {
@@ -73,8 +94,10 @@ fn release<K: Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
 }
 
 impl Limits {
-    pub fn new(cfg: &LimitsConfig) -> Arc<Limits> {
+    /// The limits of `cfg`; with `cluster`, they also hold across the nodes sharing it.
+    pub fn new(cfg: &LimitsConfig, cluster: Option<SharedBroker>) -> Arc<Limits> {
         Arc::new(Limits {
+            cluster,
             max_connections: cfg.max_connections,
             per_ip: cfg.max_connections_per_ip,
             per_user: cfg.max_connections_per_user,
@@ -88,17 +111,45 @@ impl Limits {
     /// why not: 429 `rate_limited` (connect rate), 503 `at_capacity` (this node is full), 429
     /// `too_many_connections` (this IP or user holds its maximum). Rejections leave every count
     /// as it was.
-    pub fn admit_stream(
+    pub async fn admit_stream(
+        self: &Arc<Self>,
+        ip: Option<IpAddr>,
+        user: Option<&str>,
+    ) -> Result<StreamPermit, ApiError> {
+        let mut permit = self.admit_here(ip, user)?;
+        let Some(cluster) = &self.cluster else {
+            return Ok(permit);
+        };
+        let ip_key = ip.map(|ip| ip.to_string());
+        if let (Some(rate), Some(ip)) = (&self.connect_rate, &ip_key) {
+            if let Ok(Some(wait)) = cluster.take_token("connect", ip, rate.rate).await {
+                return Err(rate_limited("connect_rate", CONNECT_RATE_MESSAGE, wait));
+            }
+        }
+        for (scope, max, key) in [
+            ("ip", self.per_ip, ip_key.as_deref()),
+            ("user", self.per_user, user),
+        ] {
+            let (Some(max), Some(key)) = (max, key) else {
+                continue;
+            };
+            match cluster.hold_connection(scope, key, max).await {
+                Ok(true) => permit.held.push((scope, key.to_owned())),
+                Ok(false) => return Err(too_many(scope, max)),
+                Err(e) => tracing::debug!(error = %e, "cluster connection count unavailable"),
+            }
+        }
+        Ok(permit)
+    }
+
+    /// The node's own admission (the fast path of [`Limits::admit_stream`]).
+    fn admit_here(
         self: &Arc<Self>,
         ip: Option<IpAddr>,
         user: Option<&str>,
     ) -> Result<StreamPermit, ApiError> {
         if let (Some(rate), Some(ip)) = (&self.connect_rate, ip) {
-            rate.check(
-                &ip,
-                "connect_rate",
-                "too many new streams from this address",
-            )?;
+            rate.check(&ip, "connect_rate", CONNECT_RATE_MESSAGE)?;
         }
         let mut counts = self.counts.lock();
         if counts.total >= self.max_connections {
@@ -113,26 +164,12 @@ impl Limits {
         }
         if let (Some(max), Some(ip)) = (self.per_ip, ip) {
             if counts.per_ip.get(&ip).copied().unwrap_or(0) >= max {
-                return Err(refuse(
-                    "per_ip",
-                    ApiError::new(
-                        429,
-                        "too_many_connections",
-                        format!("this address holds its maximum of {max} streams"),
-                    ),
-                ));
+                return Err(too_many("ip", max));
             }
         }
         if let (Some(max), Some(user)) = (self.per_user, user) {
             if counts.per_user.get(user).copied().unwrap_or(0) >= max {
-                return Err(refuse(
-                    "per_user",
-                    ApiError::new(
-                        429,
-                        "too_many_connections",
-                        format!("this user holds its maximum of {max} streams"),
-                    ),
-                ));
+                return Err(too_many("user", max));
             }
         }
         counts.total += 1;
@@ -147,15 +184,22 @@ impl Limits {
             limits: self.clone(),
             ip,
             user,
+            held: Vec::new(),
         })
     }
 
     /// Admits one publish by `who` (a credential's name, or the client IP without one).
-    pub fn admit_publish(&self, who: &str) -> Result<(), ApiError> {
-        match &self.publish_rate {
-            Some(rate) => rate.check(&who.into(), "publish_rate", "too many publishes"),
-            None => Ok(()),
+    pub async fn admit_publish(&self, who: &str) -> Result<(), ApiError> {
+        let Some(rate) = &self.publish_rate else {
+            return Ok(());
+        };
+        rate.check(&who.into(), "publish_rate", PUBLISH_RATE_MESSAGE)?;
+        if let Some(cluster) = &self.cluster {
+            if let Ok(Some(wait)) = cluster.take_token("publish", who, rate.rate).await {
+                return Err(rate_limited("publish_rate", PUBLISH_RATE_MESSAGE, wait));
+            }
         }
+        Ok(())
     }
 
     /// Streams admitted and not yet ended.
@@ -174,9 +218,38 @@ impl Limits {
     }
 }
 
+const CONNECT_RATE_MESSAGE: &str = "too many new streams from this address";
+const PUBLISH_RATE_MESSAGE: &str = "too many publishes";
+
+/// 429 for a connection limit of `scope` (`ip` or `user`).
+fn too_many(scope: &'static str, max: usize) -> ApiError {
+    let (limit, who) = match scope {
+        "ip" => ("per_ip", "this address"),
+        _ => ("per_user", "this user"),
+    };
+    refuse(
+        limit,
+        ApiError::new(
+            429,
+            "too_many_connections",
+            format!("{who} holds its maximum of {max} streams"),
+        ),
+    )
+}
+
+/// 429 for a rate limit, with the wait as `Retry-After`.
+fn rate_limited(limit: &'static str, message: &str, wait: Duration) -> ApiError {
+    refuse(
+        limit,
+        ApiError::new(429, "rate_limited", message).retry_after(seconds_up(wait)),
+    )
+}
+
 /// A token bucket per key.
 struct KeyedRate<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
+    /// The configured rate, for the cluster-wide bucket.
+    rate: RateLimit,
 }
 
 impl<K: Hash + Eq + Clone> KeyedRate<K> {
@@ -186,16 +259,14 @@ impl<K: Hash + Eq + Clone> KeyedRate<K> {
         let burst = NonZeroU32::new(rate.burst).unwrap_or(per_second);
         KeyedRate {
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            rate,
         }
     }
 
     fn check(&self, key: &K, limit: &'static str, message: &str) -> Result<(), ApiError> {
         self.limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            refuse(
-                limit,
-                ApiError::new(429, "rate_limited", message).retry_after(seconds_up(wait)),
-            )
+            rate_limited(limit, message, wait)
         })
     }
 }
@@ -221,7 +292,7 @@ mod tests {
 
     fn limits(yaml: &str) -> Arc<Limits> {
         let config = crate::config::load_str(yaml, None).expect("valid config");
-        Limits::new(&config.limits)
+        Limits::new(&config.limits, None)
     }
 
     fn ip(last: u8) -> Option<IpAddr> {
@@ -233,22 +304,22 @@ mod tests {
         let l = limits(
             "limits: {max_connections: 3, max_connections_per_ip: 2, max_connections_per_user: 1}",
         );
-        let a = l.admit_stream(ip(1), None).unwrap();
-        let _b = l.admit_stream(ip(1), Some("ann")).unwrap();
-        let e = l.admit_stream(ip(1), None).err().unwrap();
+        let a = l.admit_here(ip(1), None).unwrap();
+        let _b = l.admit_here(ip(1), Some("ann")).unwrap();
+        let e = l.admit_here(ip(1), None).err().unwrap();
         assert_eq!(
             (e.status, e.code, e.retry_after),
             (429, "too_many_connections", Some(5))
         );
-        let e = l.admit_stream(ip(2), Some("ann")).err().unwrap();
+        let e = l.admit_here(ip(2), Some("ann")).err().unwrap();
         assert_eq!((e.status, e.code), (429, "too_many_connections"));
-        let _c = l.admit_stream(ip(2), Some("bob")).unwrap();
-        let e = l.admit_stream(ip(3), None).err().unwrap();
+        let _c = l.admit_here(ip(2), Some("bob")).unwrap();
+        let e = l.admit_here(ip(3), None).err().unwrap();
         assert_eq!((e.status, e.code), (503, "at_capacity"));
         assert_eq!(l.open_streams(), 3, "refusals reserve nothing");
         drop(a);
         assert_eq!(l.open_streams(), 2);
-        l.admit_stream(ip(1), None).unwrap();
+        l.admit_here(ip(1), None).unwrap();
         assert!(l.counts.lock().per_ip.len() <= 2);
     }
 
@@ -256,7 +327,7 @@ mod tests {
     fn counts_leave_no_entries_behind() {
         let l = limits("limits: {max_connections_per_ip: 5, max_connections_per_user: 5}");
         let permits: Vec<_> = (0..50)
-            .map(|n| l.admit_stream(ip(n), Some(&format!("u{n}"))).unwrap())
+            .map(|n| l.admit_here(ip(n), Some(&format!("u{n}"))).unwrap())
             .collect();
         drop(permits);
         let counts = l.counts.lock();
@@ -272,32 +343,40 @@ mod tests {
             "limits: {connect_rate_per_ip: {per_second: 1, burst: 2}, \
              publish_rate: {per_second: 1, burst: 1}}",
         );
-        let _a = l.admit_stream(ip(1), None).unwrap();
-        let _b = l.admit_stream(ip(1), None).unwrap();
-        let e = l.admit_stream(ip(1), None).err().unwrap();
+        let _a = l.admit_here(ip(1), None).unwrap();
+        let _b = l.admit_here(ip(1), None).unwrap();
+        let e = l.admit_here(ip(1), None).err().unwrap();
         assert_eq!(
             (e.status, e.code, e.retry_after),
             (429, "rate_limited", Some(1))
         );
         let _c = l
-            .admit_stream(ip(2), None)
+            .admit_here(ip(2), None)
             .expect("other addresses have their own bucket");
         assert_eq!(l.open_streams(), 3);
 
-        l.admit_publish("key-a").unwrap();
-        let e = l.admit_publish("key-a").unwrap_err();
+        futures_util::FutureExt::now_or_never(l.admit_publish("key-a"))
+            .unwrap()
+            .unwrap();
+        let e = futures_util::FutureExt::now_or_never(l.admit_publish("key-a"))
+            .unwrap()
+            .unwrap_err();
         assert_eq!((e.status, e.code), (429, "rate_limited"));
-        l.admit_publish("key-b").unwrap();
+        futures_util::FutureExt::now_or_never(l.admit_publish("key-b"))
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
     fn no_limits_configured_admits_up_to_the_node_maximum() {
         let l = limits("limits: {max_connections: 2}");
-        let _a = l.admit_stream(None, None).unwrap();
-        let _b = l.admit_stream(ip(1), Some("x")).unwrap();
-        assert_eq!(l.admit_stream(ip(2), None).err().unwrap().status, 503);
+        let _a = l.admit_here(None, None).unwrap();
+        let _b = l.admit_here(ip(1), Some("x")).unwrap();
+        assert_eq!(l.admit_here(ip(2), None).err().unwrap().status, 503);
         for _ in 0..100 {
-            l.admit_publish("k").unwrap();
+            futures_util::FutureExt::now_or_never(l.admit_publish("k"))
+                .unwrap()
+                .unwrap();
         }
     }
 

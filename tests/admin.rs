@@ -225,3 +225,15 @@ async fn static_ui_is_served_without_traversal() {
         assert!(!reply.contains("root:"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn cluster_scope_on_one_node_is_that_node() {
+    let gw = Gateway::start("");
+    let _client = SseClient::connect(&gw.url("/events?channel=a")).await;
+    let stats = gw.admin_get("/stats?scope=cluster").await;
+    assert_eq!(stats["totals"]["nodes"], 1);
+    assert_eq!(stats["totals"]["streams_open"], 1);
+    assert_eq!(stats["answered_by"], stats["nodes"][0]["node"]["id"]);
+    let clients = gw.admin_get("/clients?scope=cluster").await;
+    assert_eq!(clients["total"], 1);
+}

@@ -271,3 +271,162 @@ async fn a_draining_node_hands_its_clients_to_the_others_without_loss() {
     );
     assert_eq!(got, ["1", "2", "3", "4", "5", "6"]);
 }
+
+#[tokio::test]
+async fn one_upstream_connection_per_source_per_cluster_and_failover_without_loss() {
+    let redis = RedisServer::start();
+    let up = Upstream::start(&["--notify-interval", "0s"]);
+    let source = format!(
+        "sources:\n  - {{name: notes, url: \"{}\", channel: notifications}}\n",
+        up.url("/streams/notifications")
+    );
+    let mut nodes = vec![node(&redis, &source).await, node(&redis, &source).await];
+    let states =
+        |stats: &serde_json::Value| stats["sources"][0]["state"].as_str().map(str::to_owned);
+    // One node leads (connected), the other waits (standby); the upstream sees one connection.
+    // Polled by hand: the leader's index is the result, not just a condition.
+    let deadline = std::time::Instant::now() + WAIT;
+    let leader = loop {
+        let a = states(&nodes[0].admin_get("/stats").await);
+        let b = states(&nodes[1].admin_get("/stats").await);
+        match (a.as_deref(), b.as_deref()) {
+            (Some("connected"), Some("standby")) => break 0,
+            (Some("standby"), Some("connected")) => break 1,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no single leader: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(up.info().await["stream_clients"], 1);
+    let follower = 1 - leader;
+    let mut client =
+        SseClient::connect(&nodes[follower].url("/events?channel=notifications")).await;
+    up.notify("n1").await;
+    up.notify("n2").await;
+    let title = |e: &sse_gateway::sse::parse::ParsedEvent| {
+        serde_json::from_str::<serde_json::Value>(&e.data).expect("json")["title"]
+            .as_str()
+            .expect("title")
+            .to_owned()
+    };
+    let got: Vec<String> = client.events(2, WAIT).await.iter().map(title).collect();
+    assert_eq!(got, ["n1", "n2"]);
+
+    // The leader dies without a word; its lease lapses and the other node takes over, resuming
+    // the upstream after the last event the cluster ingested.
+    nodes[leader].signal("KILL");
+    up.notify("n3").await;
+    up.notify("n4").await;
+    eventually(WAIT, "the follower leads", || async {
+        states(&nodes[follower].admin_get("/stats").await).as_deref() == Some("connected")
+    })
+    .await;
+    up.notify("n5").await;
+    let got: Vec<String> = client.events(3, WAIT).await.iter().map(title).collect();
+    assert_eq!(got, ["n3", "n4", "n5"], "nothing lost, nothing twice");
+    client.assert_no_event(Duration::from_millis(300)).await;
+    assert_eq!(up.info().await["stream_clients"], 1);
+    nodes.remove(leader);
+}
+
+#[tokio::test]
+async fn per_ip_and_rate_limits_hold_across_nodes() {
+    let redis = RedisServer::start();
+    let limits =
+        "limits:\n  max_connections_per_ip: 2\n  publish_rate: {per_second: 1, burst: 3}\n";
+    let a = node(&redis, limits).await;
+    let b = node(&redis, limits).await;
+    let on_a = SseClient::connect(&a.url("/events?channel=x")).await;
+    let on_b = SseClient::connect(&b.url("/events?channel=x")).await;
+    assert_eq!((on_a.status, on_b.status), (200, 200));
+    // Each node alone would allow a second stream; the cluster has its two.
+    for gw in [&a, &b] {
+        let refused = http()
+            .get(gw.url("/events?channel=x"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(refused.status(), 429);
+        assert_eq!(refused.headers()["retry-after"], "5");
+    }
+    drop(on_b);
+    eventually(WAIT, "the place given back", || async {
+        SseClient::connect(&b.url("/events?channel=x")).await.status == 200
+    })
+    .await;
+
+    // Three publishes in the burst, wherever they land; the fourth is refused on either node.
+    let mut statuses = Vec::new();
+    for gw in [&a, &b, &a, &b] {
+        let (status, _) = gw
+            .publish(serde_json::json!({"channel": "x", "data": 1}))
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [202, 202, 202, 429]);
+
+    // A node that dies stops counting once its liveness lapses (seconds): with A's stream and
+    // one on B the address is at its limit, until A is known dead.
+    let _kept = SseClient::connect(&b.url("/events?channel=x")).await;
+    a.signal("KILL");
+    drop(on_a);
+    let refused = http()
+        .get(b.url("/events?channel=x"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        refused.status(),
+        429,
+        "A's stream still counts right after it died"
+    );
+    eventually(WAIT, "the dead node's stream no longer counted", || async {
+        SseClient::connect(&b.url("/events?channel=x")).await.status == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stats_and_clients_say_which_node_answered_and_aggregate_the_cluster() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let b = node(&redis, "").await;
+    let _on_a = SseClient::connect(&a.url("/events?channel=x")).await;
+    let _on_b = SseClient::connect(&b.url("/events?channels=x,y")).await;
+    let _also_b = SseClient::connect(&b.url("/events?channel=y")).await;
+    let id_a = a.admin_get("/stats").await["node"]["id"].clone();
+    let id_b = b.admin_get("/stats").await["node"]["id"].clone();
+    assert!(id_a.is_string() && id_a != id_b, "{id_a} {id_b}");
+    assert_eq!(b.admin_get("/clients").await["node"], id_b);
+
+    eventually(WAIT, "both nodes reported", || async {
+        let stats = a.admin_get("/stats?scope=cluster").await;
+        stats["totals"]["nodes"] == 2 && stats["totals"]["streams_open"] == 3
+    })
+    .await;
+    let stats = a.admin_get("/stats?scope=cluster").await;
+    assert_eq!(stats["answered_by"], id_a);
+    let clients = b.admin_get("/clients?scope=cluster").await;
+    assert_eq!(clients["total"], 3);
+    let per_node: Vec<u64> = {
+        let mut counts: Vec<u64> = clients["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n["total"].as_u64().expect("total"))
+            .collect();
+        counts.sort_unstable();
+        counts
+    };
+    assert_eq!(per_node, [1, 2]);
+
+    let bad = http()
+        .get(a.url("/stats?scope=everything"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad.status(), 400);
+}

@@ -1,4 +1,5 @@
 import { useCallback, useState } from 'react';
+import { flushSync } from 'react-dom';
 import { EventFeed } from './components/EventFeed';
 import { PublishForm } from './components/PublishForm';
 import { StatsPanel } from './components/StatsPanel';
@@ -30,10 +31,15 @@ export interface AppProps {
   params?: PageParams;
 }
 
-export function App({ params = readPageParams(globalThis.location?.search ?? '') }: AppProps) {
+export function App(props: AppProps) {
+  const [params] = useState(() => props.params ?? readPageParams(globalThis.location?.search ?? ''));
   const [published, setPublished] = useState<string[]>([]);
   const [statsRefresh, setStatsRefresh] = useState(0);
-  const onPublished = useCallback((type: string) => setPublished((p) => (p.includes(type) ? p : [...p, type])), []);
+  // Synchronous, so the feed listens for a new type before the publish request is even sent.
+  const onPublishing = useCallback(
+    (type: string) => flushSync(() => setPublished((p) => (p.includes(type) ? p : [...p, type]))),
+    [],
+  );
   const onReset = useCallback(() => setStatsRefresh((n) => n + 1), []);
 
   return (
@@ -57,7 +63,7 @@ export function App({ params = readPageParams(globalThis.location?.search ?? '')
           onReset={onReset}
         />
         <div className="side">
-          <PublishForm defaultChannel={params.channels.find((c) => c !== 'notifications') ?? params.channels[0]} onPublished={onPublished} />
+          <PublishForm defaultChannel={params.channels.find((c) => c !== 'notifications') ?? params.channels[0]} onPublishing={onPublishing} />
           <StatsPanel refreshSignal={statsRefresh} />
         </div>
       </main>

@@ -67,6 +67,10 @@ function title(e: GatewayError, action: Action): string {
     case 'missing_channel':
       return 'No channel: pick at least one channel.';
   }
+  if (e.status >= 500 && e.code.startsWith('http_')) {
+    // No JSON error body: not the gateway's own answer (a proxy in front of it, say).
+    return `The server answered ${e.status} without a gateway error: is the gateway running behind this address? (npm run dev forwards to GATEWAY_URL, default http://127.0.0.1:8080)`;
+  }
   switch (e.status) {
     case 401:
       if (action === 'stats') return 'Not signed in: enter an admin API key (the gateway did not accept this one, or none was given).';

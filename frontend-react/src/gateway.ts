@@ -22,12 +22,12 @@ export interface HostMetrics {
 }
 
 /** The event types the app knows the shape of. */
-export interface AppEvents {
-  [type: string]: unknown;
+export type AppEvents = {
+  message: unknown;
   notification: Notification;
   metrics: HostMetrics;
   reset: { reason: string };
-}
+};
 
 export interface SourceStats {
   name: string;

@@ -3,9 +3,12 @@
 
 usage: sample.py OUT.json PID [PID ...]
 
-Every 250 ms it sums VmRSS over the given pids (nginx's master and workers, or the gateway's one
-process) and keeps the maximum, and it reads their CPU time. It stops on SIGTERM or SIGINT and
-writes {"rss_kib_start", "rss_kib_max", "cpu_seconds", "wall_seconds", "cpu_percent_avg"}.
+Every 250 ms it sums VmRSS over the given pids (nginx's master and workers, the gateway's one
+process, or every node of a cluster) and keeps the maximum, and it reads their CPU time. It stops
+on SIGTERM or SIGINT and writes {"rss_kib_start", "rss_kib_max", "cpu_seconds", "wall_seconds",
+"cpu_percent_avg"}, plus "per_pid" (each pid's own start and maximum RSS and CPU seconds) and
+"timeline" ([seconds since start, summed RSS KiB, CPU seconds since start] about once a second),
+so that the CPU of one phase of a run (the ramp, the publishing) can be told from the rest.
 """
 import json
 import os
@@ -41,15 +44,32 @@ def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
-    start_rss = sum(rss_kib(p) for p in pids)
-    start_cpu = sum(cpu_ticks(p) for p in pids)
+    rss0 = {p: rss_kib(p) for p in pids}
+    cpu0 = {p: cpu_ticks(p) for p in pids}
+    rss_max = dict(rss0)
+    cpu_last = dict(cpu0)  # a pid that exits keeps its last reading
+    start_rss = sum(rss0.values())
     start = time.monotonic()
     max_rss = start_rss
+    timeline = []
+    next_mark = start
     while not stop:
-        max_rss = max(max_rss, sum(rss_kib(p) for p in pids))
+        now_rss = {p: rss_kib(p) for p in pids}
+        for p, v in now_rss.items():
+            rss_max[p] = max(rss_max[p], v)
+        max_rss = max(max_rss, sum(now_rss.values()))
+        now = time.monotonic()
+        if now >= next_mark:
+            for p in pids:
+                cpu_last[p] = max(cpu_last[p], cpu_ticks(p))
+            cpu = sum(cpu_last[p] - cpu0[p] for p in pids) / TICKS
+            timeline.append([round(now - start, 2), sum(now_rss.values()), round(cpu, 2)])
+            next_mark += 1.0
         time.sleep(0.25)
     wall = time.monotonic() - start
-    cpu = (sum(cpu_ticks(p) for p in pids) - start_cpu) / TICKS
+    for p in pids:
+        cpu_last[p] = max(cpu_last[p], cpu_ticks(p))
+    cpu = sum(cpu_last[p] - cpu0[p] for p in pids) / TICKS
     with open(out, "w") as f:
         json.dump(
             {
@@ -58,6 +78,15 @@ def main():
                 "cpu_seconds": round(cpu, 2),
                 "wall_seconds": round(wall, 2),
                 "cpu_percent_avg": round(100 * cpu / wall, 1) if wall > 0 else 0,
+                "per_pid": {
+                    str(p): {
+                        "rss_kib_start": rss0[p],
+                        "rss_kib_max": rss_max[p],
+                        "cpu_seconds": round((cpu_last[p] - cpu0[p]) / TICKS, 2),
+                    }
+                    for p in pids
+                },
+                "timeline": timeline,
             },
             f,
         )

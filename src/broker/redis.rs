@@ -32,7 +32,7 @@ use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Client, Script};
 use tokio::sync::{Notify, OnceCell};
 
-use super::{Broker, BrokerError, Draft};
+use super::{Broker, BrokerError, Draft, SourceMark};
 use crate::hub::{Event, EventId, Hub};
 use crate::metrics;
 
@@ -57,14 +57,96 @@ const EPOCH_KEY: &str = "{sse-gateway}:epoch";
 const LOG_KEY: &str = "{sse-gateway}:log";
 const PUBSUB_CHANNEL: &str = "{sse-gateway}:events";
 
-/// Appends one event to the log and announces it. Returns its seq. ARGV: event type, channels
-/// (comma-separated: channel names cannot hold a comma), data, log length, pub/sub channel.
+/// Appends one event to the log and announces it. Returns its seq. KEYS: sequence, log, and for
+/// an event read from a source also the source's lease and resume keys. ARGV: event type,
+/// channels (comma-separated: channel names cannot hold a comma), data, log length, pub/sub
+/// channel, and for a source this node's id and the upstream id. A source event from a node
+/// that no longer holds the lease is refused (-1): the new leader will read it again.
 const PUBLISH_SCRIPT: &str = r"
+if #KEYS == 4 and redis.call('GET', KEYS[3]) ~= ARGV[6] then return -1 end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 't', ARGV[1], 'c', ARGV[2], 'd', ARGV[3])
 redis.call('PUBLISH', ARGV[5], seq .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+if #KEYS == 4 then redis.call('SET', KEYS[4], ARGV[7]) end
 return seq
 ";
+
+/// Takes the lease KEYS[1] for node ARGV[1] for ARGV[2] ms if it is free, or renews it if this
+/// node holds it. Returns 1 when this node holds it afterwards.
+const LEAD_SCRIPT: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+";
+
+/// Frees the lease KEYS[1] if node ARGV[1] holds it.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+/// How long a source's lease lasts unless renewed: a dead leader's source is taken over by
+/// another node within this time (plus one of its retry intervals).
+pub const SOURCE_LEASE: Duration = Duration::from_secs(5);
+
+fn lease_key(source: &str) -> String {
+    format!("{{sse-gateway}}:source:{source}:lease")
+}
+
+fn resume_key(source: &str) -> String {
+    format!("{{sse-gateway}}:source:{source}:resume")
+}
+
+/// Takes a place in the connection count hash KEYS[1] (node → count) for node ARGV[1] if the
+/// live nodes hold fewer than ARGV[2]; counts of nodes whose liveness key (ARGV[3] .. node) has
+/// lapsed are dropped on the way, so a crashed node's streams stop counting within seconds.
+/// (The liveness keys share the hash tag, hence the slot.)
+const HOLD_SCRIPT: &str = r"
+local total = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  if fields[i] == ARGV[1] or redis.call('EXISTS', ARGV[3] .. fields[i]) == 1 then
+    total = total + tonumber(fields[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+";
+
+/// Gives back a place of node ARGV[1] in KEYS[1].
+const UNHOLD_SCRIPT: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+";
+
+/// A token bucket as GCRA on Redis time: KEYS[1] holds the theoretical arrival time (ms).
+/// ARGV: emission interval (ms, fractional), burst. Returns 0 when a token was taken, else the
+/// milliseconds until one is back.
+const TOKEN_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local window = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat + interval - now - window
+if wait > 0 then return math.ceil(wait) end
+redis.call('SET', KEYS[1], tostring(tat + interval), 'PX', math.ceil(window + interval))
+return 0
+";
+
+/// Node reports for `?scope=cluster`: one key per node (lapsing with it) and an index of nodes
+/// by the time they last reported.
+const REPORT_PREFIX: &str = "{sse-gateway}:report:";
+const REPORTERS_KEY: &str = "{sse-gateway}:reporters";
+
+/// A node's liveness key (refreshed every poll, lapses 5 s after the node dies).
+const NODE_ALIVE_PREFIX: &str = "{sse-gateway}:node:";
+const NODE_ALIVE_FOR: Duration = Duration::from_secs(5);
 
 /// Raises the sequence to at least ARGV[1]: after Redis lost its data (a restart without
 /// persistence), the first node back makes sure no id it has already seen is handed out again.
@@ -77,6 +159,8 @@ return 1
 /// State shared by the broker (publishing) and the replicator (taking events in).
 struct Shared {
     hub: Arc<Hub>,
+    /// This process among the nodes: source leases and connection counts are held in its name.
+    node_id: String,
     client: Client,
     /// Set by the replicator once connected; publishes before that get 503.
     conn: OnceCell<ConnectionManager>,
@@ -102,6 +186,11 @@ impl Shared {
 pub struct RedisBroker {
     shared: Arc<Shared>,
     publish: Script,
+    lead: Script,
+    release: Script,
+    hold: Script,
+    unhold: Script,
+    token: Script,
 }
 
 /// Connects to Redis at `url` and reads the cluster's epoch (setting it, if this is the first
@@ -136,10 +225,12 @@ pub fn cluster_epoch(url: &str, patience: Duration) -> Result<(Client, u64), Str
 }
 
 impl RedisBroker {
-    /// The broker and its replicator, for a hub whose epoch came from [`cluster_epoch`].
-    pub fn new(hub: Arc<Hub>, client: Client) -> (Arc<RedisBroker>, Replicator) {
+    /// The broker and its replicator, for a hub whose epoch came from [`cluster_epoch`];
+    /// `node_id` names this process among the nodes.
+    pub fn new(hub: Arc<Hub>, client: Client, node_id: &str) -> (Arc<RedisBroker>, Replicator) {
         let shared = Arc::new(Shared {
             hub,
+            node_id: node_id.to_owned(),
             client,
             conn: OnceCell::new(),
             up: AtomicBool::new(false),
@@ -148,6 +239,11 @@ impl RedisBroker {
         let broker = Arc::new(RedisBroker {
             shared: shared.clone(),
             publish: Script::new(PUBLISH_SCRIPT),
+            lead: Script::new(LEAD_SCRIPT),
+            release: Script::new(RELEASE_SCRIPT),
+            hold: Script::new(HOLD_SCRIPT),
+            unhold: Script::new(UNHOLD_SCRIPT),
+            token: Script::new(TOKEN_SCRIPT),
         });
         (broker, Replicator { shared })
     }
@@ -157,30 +253,57 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(format!("redis: {e}"))
 }
 
-#[async_trait]
-impl Broker for RedisBroker {
-    async fn publish(&self, draft: Draft) -> Result<EventId, BrokerError> {
-        let shared = &self.shared;
-        let mut conn = shared
+impl RedisBroker {
+    fn conn(&self) -> Result<ConnectionManager, BrokerError> {
+        self.shared
             .conn
             .get()
             .cloned()
-            .ok_or_else(|| unavailable("not connected yet"))?;
-        let seq: u64 = self
-            .publish
-            .key(SEQ_KEY)
+            .ok_or_else(|| unavailable("not connected yet"))
+    }
+
+    /// Runs the publish script (fenced by a source lease when `mark` is set), then waits for
+    /// the event to come back to this node.
+    async fn append(
+        &self,
+        draft: Draft,
+        mark: Option<SourceMark<'_>>,
+    ) -> Result<EventId, BrokerError> {
+        let mut conn = self.conn()?;
+        let mut invocation = self.publish.key(SEQ_KEY);
+        invocation
             .key(LOG_KEY)
             .arg(&*draft.event_type)
             .arg(draft.channels.join(","))
             .arg(&draft.data)
             .arg(LOG_MAX_EVENTS)
-            .arg(PUBSUB_CHANNEL)
+            .arg(PUBSUB_CHANNEL);
+        if let Some(mark) = &mark {
+            invocation
+                .key(lease_key(mark.source))
+                .key(resume_key(mark.source))
+                .arg(&self.shared.node_id)
+                .arg(mark.upstream_id);
+        }
+        let seq: i64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        let Ok(seq) = u64::try_from(seq) else {
+            return Err(BrokerError::NotLeader);
+        };
         metrics::EVENTS_PUBLISHED.inc();
-        // In the shared log now; wait until this node's hub has it too, nudging the replicator
-        // if pub/sub is slow to bring it back.
+        self.taken_here(seq).await;
+        Ok(EventId {
+            epoch: self.shared.hub.epoch(),
+            seq,
+        })
+    }
+
+    /// In the shared log now: waits (briefly) until this node's hub has it too, nudging the
+    /// replicator if pub/sub is slow to bring it back.
+    async fn taken_here(&self, seq: u64) {
+        let shared = &self.shared;
         let taken = shared.hub.taken(seq);
         tokio::pin!(taken);
         if tokio::time::timeout(PUBLISH_NUDGE_AFTER, &mut taken)
@@ -193,10 +316,142 @@ impl Broker for RedisBroker {
                 tracing::warn!(seq, "published event not back on this node yet");
             }
         }
-        Ok(EventId {
-            epoch: shared.hub.epoch(),
-            seq,
-        })
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, draft: Draft) -> Result<EventId, BrokerError> {
+        self.append(draft, None).await
+    }
+
+    async fn publish_from_source(
+        &self,
+        draft: Draft,
+        mark: SourceMark<'_>,
+    ) -> Result<EventId, BrokerError> {
+        self.append(draft, Some(mark)).await
+    }
+
+    async fn lead_source(&self, source: &str) -> Result<bool, BrokerError> {
+        let mut conn = self.conn()?;
+        let held: i64 = self
+            .lead
+            .key(lease_key(source))
+            .arg(&self.shared.node_id)
+            .arg(SOURCE_LEASE.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn release_source(&self, source: &str) {
+        let Ok(mut conn) = self.conn() else { return };
+        let released: redis::RedisResult<i64> = self
+            .release
+            .key(lease_key(source))
+            .arg(&self.shared.node_id)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = released {
+            tracing::debug!(error = %e, source, "lease not released; it will expire");
+        }
+    }
+
+    async fn source_resume_id(&self, source: &str) -> Result<Option<String>, BrokerError> {
+        let mut conn = self.conn()?;
+        conn.get(resume_key(source)).await.map_err(unavailable)
+    }
+
+    async fn hold_connection(
+        &self,
+        scope: &str,
+        key: &str,
+        max: usize,
+    ) -> Result<bool, BrokerError> {
+        let mut conn = self.conn()?;
+        let held: i64 = self
+            .hold
+            .key(format!("{{sse-gateway}}:conns:{scope}:{key}"))
+            .arg(&self.shared.node_id)
+            .arg(max)
+            .arg(NODE_ALIVE_PREFIX)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(held == 1)
+    }
+
+    async fn release_connection(&self, scope: &str, key: &str) {
+        let Ok(mut conn) = self.conn() else { return };
+        let done: redis::RedisResult<i64> = self
+            .unhold
+            .key(format!("{{sse-gateway}}:conns:{scope}:{key}"))
+            .arg(&self.shared.node_id)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = done {
+            // The count is this node's: it stops counting when the node's liveness lapses.
+            tracing::debug!(error = %e, "a connection place was not given back");
+        }
+    }
+
+    async fn take_token(
+        &self,
+        bucket: &str,
+        key: &str,
+        rate: crate::config::RateLimit,
+    ) -> Result<Option<Duration>, BrokerError> {
+        let mut conn = self.conn()?;
+        let wait_ms: u64 = self
+            .token
+            .key(format!("{{sse-gateway}}:rate:{bucket}:{key}"))
+            .arg(1000.0 / f64::from(rate.per_second.max(1)))
+            .arg(rate.burst.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    async fn report_node(&self, node: &str, report: String) {
+        let Ok(mut conn) = self.conn() else { return };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let stale = now.saturating_sub(60_000);
+        let done: redis::RedisResult<()> = redis::pipe()
+            .pset_ex(
+                format!("{REPORT_PREFIX}{node}"),
+                report,
+                NODE_ALIVE_FOR.as_millis() as u64,
+            )
+            .zadd(REPORTERS_KEY, node, now)
+            .zrembyscore(REPORTERS_KEY, 0, stale)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "node report not shared");
+        }
+    }
+
+    async fn node_reports(&self) -> Result<Option<Vec<String>>, BrokerError> {
+        let mut conn = self.conn()?;
+        let nodes: Vec<String> = conn
+            .zrange(REPORTERS_KEY, 0, -1)
+            .await
+            .map_err(unavailable)?;
+        if nodes.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let keys: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("{REPORT_PREFIX}{n}"))
+            .collect();
+        let reports: Vec<Option<String>> = conn.mget(keys).await.map_err(unavailable)?;
+        // Nodes whose report lapsed are gone.
+        Ok(Some(reports.into_iter().flatten().collect()))
     }
 
     fn kind(&self) -> &'static str {
@@ -279,6 +534,9 @@ impl Replicator {
         if let Err(e) = self.restore(&mut conn).await {
             return Lost::Redis(e);
         }
+        if let Err(e) = self.alive(&mut conn).await {
+            return Lost::Redis(e);
+        }
         shared.set_up(true);
         let mut messages = pubsub.into_on_message();
         let mut poll = tokio::time::interval(POLL_INTERVAL);
@@ -322,6 +580,13 @@ impl Replicator {
         self.catch_up(conn).await
     }
 
+    /// Refreshes this node's liveness key, which keeps its connection counts counted.
+    async fn alive(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let key = format!("{NODE_ALIVE_PREFIX}{}", self.shared.node_id);
+        conn.pset_ex(key, 1, NODE_ALIVE_FOR.as_millis() as u64)
+            .await
+    }
+
     /// One pub/sub message: the next event is taken in at once; anything else means events
     /// were missed, which the log provides.
     async fn take_message(
@@ -348,6 +613,7 @@ impl Replicator {
     /// Compares the cluster's sequence with the hub's: a subscription that died without a word
     /// is noticed within a second.
     async fn poll(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        self.alive(conn).await?;
         let cluster: Option<u64> = conn.get(SEQ_KEY).await?;
         if cluster.unwrap_or(0) > self.shared.hub.last_seq() {
             self.catch_up(conn).await?;

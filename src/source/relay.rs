@@ -14,7 +14,7 @@ use sse_wire::parse::{ParsedEvent, ParsedItem, Parser, ParserLimits};
 use super::backoff::Backoff;
 use super::status::{Fault, Phase, SourceStatus};
 use super::upstream::{self, Failure, Target};
-use crate::broker::Draft;
+use crate::broker::{BrokerError, Draft, SourceMark, SOURCE_LEASE_RENEW};
 use crate::config::{
     is_valid_channel, Config, SourceChannel, SourceConfig, SourceMode, SourceTarget,
 };
@@ -42,6 +42,8 @@ enum Ended {
     Unwanted,
     /// The upstream closed the stream cleanly.
     Closed,
+    /// Another node of the cluster leads the source now.
+    NotLeader,
     Failed(Failure),
 }
 
@@ -94,6 +96,15 @@ impl Relay {
                     () = &mut stop => break,
                 }
             }
+            // Only the node that leads the source connects: one upstream connection per
+            // cluster (on one node, always this one).
+            let leading = tokio::select! {
+                leading = self.lead() => leading,
+                () = &mut stop => break,
+            };
+            if !leading {
+                continue; // on demand, and the audience left while another node led
+            }
             if attempt > 0 {
                 self.status.reconnecting();
             }
@@ -107,7 +118,11 @@ impl Relay {
             }
             match ended {
                 Ended::Stopped => break,
-                Ended::Unwanted => continue,
+                Ended::Unwanted => {
+                    self.app.broker.release_source(&self.cfg.name).await;
+                    continue;
+                }
+                Ended::NotLeader => continue,
                 Ended::Closed => {
                     tracing::info!(source = %self.cfg.name, "the upstream ended the stream; reconnecting");
                 }
@@ -119,7 +134,29 @@ impl Relay {
                 () = &mut stop => break,
             }
         }
+        // Hand the source over at once rather than when the lease lapses.
+        self.app.broker.release_source(&self.cfg.name).await;
         self.status.set_phase(Phase::Stopped);
+    }
+
+    /// Waits until this node leads the source; `false` if, on demand, the audience left first.
+    async fn lead(&self) -> bool {
+        let name = &self.cfg.name;
+        let mut gone = pin!(self.unwanted());
+        loop {
+            match self.app.broker.lead_source(name).await {
+                Ok(true) => return true,
+                Ok(false) => self.status.set_phase(Phase::Standby),
+                Err(e) => {
+                    tracing::debug!(source = %name, error = %e, "cannot take the source's lease yet");
+                    self.status.set_phase(Phase::Standby);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SOURCE_LEASE_RENEW) => {}
+                () = &mut gone => return false,
+            }
+        }
     }
 
     /// One connection, from the request to its end.
@@ -130,11 +167,16 @@ impl Relay {
         backoff: &mut Backoff,
     ) -> Ended {
         self.status.set_phase(Phase::Connecting);
+        // Where the cluster's last leader of this source left off, else where this node did.
+        let resume = match self.app.broker.source_resume_id(&self.cfg.name).await {
+            Ok(Some(id)) => id,
+            _ => parser.last_event_id().to_owned(),
+        };
         let mut stream = match upstream::open(
             &self.connector,
             target,
             &self.cfg.headers,
-            parser.last_event_id(),
+            &resume,
             self.cfg.stall_timeout,
         )
         .await
@@ -145,11 +187,13 @@ impl Relay {
         self.status.set_phase(Phase::Connected);
         let since = Instant::now();
         let mut unwanted = pin!(self.unwanted());
+        let mut deposed = pin!(self.lease_lost());
         let mut items = Vec::new();
-        let ended = loop {
+        let ended = 'read: loop {
             let chunk = tokio::select! {
                 chunk = stream.next_chunk() => chunk,
                 () = &mut unwanted => break Ended::Unwanted,
+                () = &mut deposed => break Ended::NotLeader,
             };
             let bytes = match chunk {
                 Ok(Some(bytes)) => bytes,
@@ -163,7 +207,9 @@ impl Relay {
             for item in items.drain(..) {
                 match item {
                     ParsedItem::Event(event) => {
-                        self.ingest(event, backoff).await;
+                        if let Err(ended) = self.ingest(event, backoff).await {
+                            break 'read ended;
+                        }
                         backoff.succeeded();
                     }
                     ParsedItem::Retry(ms) => backoff.set_retry(ms),
@@ -192,9 +238,24 @@ impl Relay {
         }
     }
 
+    /// Resolves when another node has taken the source's lease (renewing it meanwhile). Never
+    /// on one node.
+    async fn lease_lost(&self) {
+        loop {
+            tokio::time::sleep(SOURCE_LEASE_RENEW).await;
+            // A broker that cannot answer cannot give the lease to another node either: keep
+            // reading (publishes wait for the broker meanwhile).
+            if let Ok(false) = self.app.broker.lead_source(&self.cfg.name).await {
+                tracing::warn!(source = %self.cfg.name, "another node took the source over");
+                return;
+            }
+        }
+    }
+
     /// Publishes one upstream event. A broker failure is retried (with backoff) until it is
     /// accepted or the gateway drains: the upstream is not read meanwhile, so nothing is lost.
-    async fn ingest(&self, event: ParsedEvent, backoff: &mut Backoff) {
+    /// `Err` when another node leads the source now: it will read this event itself.
+    async fn ingest(&self, event: ParsedEvent, backoff: &mut Backoff) -> Result<(), Ended> {
         let channel = match &self.cfg.channel {
             SourceChannel::Fixed(name) => name.as_str().into(),
             SourceChannel::FromEventType { prefix } => {
@@ -203,7 +264,7 @@ impl Relay {
                     let detail =
                         format!("event type {:?} makes no valid channel name", event.event);
                     self.status.fault(Fault::BadChannel, 1, &detail);
-                    return;
+                    return Ok(());
                 }
                 name.into_boxed_str()
             }
@@ -213,11 +274,27 @@ impl Relay {
             event_type: event.event.into_boxed_str(),
             data: event.data,
         };
-        while let Err(e) = self.app.broker.publish(draft.clone()).await {
-            self.status.fault(Fault::Publish, 1, &e.to_string());
-            tokio::time::sleep(backoff.next_delay()).await;
+        let mark = SourceMark {
+            source: &self.cfg.name,
+            upstream_id: &event.id,
+        };
+        loop {
+            match self
+                .app
+                .broker
+                .publish_from_source(draft.clone(), mark.clone())
+                .await
+            {
+                Ok(_) => break,
+                Err(BrokerError::NotLeader) => return Err(Ended::NotLeader),
+                Err(e) => {
+                    self.status.fault(Fault::Publish, 1, &e.to_string());
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
         }
         self.status.ingested(&event.id);
+        Ok(())
     }
 
     /// Whether a stream subscribes to one of this source's channels.

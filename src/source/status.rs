@@ -23,6 +23,9 @@ pub enum Phase {
     Backoff = 3,
     /// The gateway is draining; the source is done.
     Stopped = 4,
+    /// Another node of the cluster leads the source (Redis broker); this one takes over if that
+    /// node's lease lapses.
+    Standby = 5,
 }
 
 impl Phase {
@@ -32,6 +35,7 @@ impl Phase {
             2 => Phase::Connected,
             3 => Phase::Backoff,
             4 => Phase::Stopped,
+            5 => Phase::Standby,
             _ => Phase::Idle,
         }
     }
@@ -155,6 +159,9 @@ impl SourceStatus {
             Phase::Connected => tracing::info!(source = %self.name, "source connected"),
             Phase::Idle => tracing::info!(source = %self.name, "source idle: no subscribers"),
             Phase::Stopped => tracing::info!(source = %self.name, "source stopped"),
+            Phase::Standby => {
+                tracing::info!(source = %self.name, "source on standby: another node leads it")
+            }
             Phase::Connecting | Phase::Backoff => {}
         }
     }
@@ -236,7 +243,7 @@ pub struct SourceStats {
     pub target: String,
     pub channel: String,
     pub mode: &'static str,
-    /// `idle` | `connecting` | `connected` | `backoff` | `stopped`.
+    /// `idle` | `standby` | `connecting` | `connected` | `backoff` | `stopped`.
     pub state: Phase,
     pub connected: bool,
     pub events_total: u64,

@@ -10,7 +10,7 @@ export interface ConnectionStatusProps {
   nextRetryAt?: number | null;
   lastEventId?: string;
   error?: GatewayError | null;
-  /** Shown as a button while reconnecting or closed. */
+  /** Offered as a "Retry now" button while reconnecting. */
   onReconnect?: () => void;
   /** `data-testid` of the state word; the page's main stream uses `connection-status`. */
   testId?: string;
@@ -60,9 +60,9 @@ export function ConnectionStatus({
       )}
       <p className="status-meta">
         Last event id: <code data-testid={`${testId}-last-id`}>{lastEventId || 'none yet'}</code>
-        {onReconnect && (state === 'reconnecting' || state === 'closed') && (
+        {onReconnect && state === 'reconnecting' && (
           <button type="button" className="link-button" onClick={onReconnect}>
-            {state === 'closed' ? 'Connect' : 'Retry now'}
+            Retry now
           </button>
         )}
       </p>

@@ -10,7 +10,7 @@ interface Point {
 
 const W = 320;
 const H = 140;
-const PAD = { left: 30, right: 8, top: 8, bottom: 18 };
+const PAD = { left: 36, right: 8, top: 10, bottom: 18 };
 
 function line(points: Point[], pick: (p: Point) => number, max: number): string {
   const innerW = W - PAD.left - PAD.right;

@@ -6,14 +6,17 @@ import { CredentialInput, toCredential, type CredentialDraft } from './Credentia
 
 export interface PublishFormProps {
   defaultChannel?: string;
-  /** Called with the event type of each accepted publish (so the feed listens for it). */
-  onPublished?: (eventType: string) => void;
+  /**
+   * Called with the event type just before the request goes out, so the feed can start listening
+   * for that type before the event can arrive (an EventSource drops types nobody listens for).
+   */
+  onPublishing?: (eventType: string) => void;
 }
 
 type Result = { ok: PublishReply } | { error: ErrorText } | null;
 
 /** `POST /broadcast`: channel, event type, JSON data and a credential; shows the 202 id or the error in words. */
-export function PublishForm({ defaultChannel = 'news', onPublished }: PublishFormProps) {
+export function PublishForm({ defaultChannel = 'news', onPublishing }: PublishFormProps) {
   const env = useSseEnvironment();
   const [channel, setChannel] = useState(defaultChannel);
   const [eventType, setEventType] = useState('message');
@@ -37,12 +40,12 @@ export function PublishForm({ defaultChannel = 'news', onPublished }: PublishFor
       return;
     }
     const type = eventType.trim() || 'message';
+    onPublishing?.(type);
     setBusy(true);
     setResult(null);
     try {
       const reply = await publish({ channel: channel.trim(), event: type, data: value }, toCredential(credential), env.fetch);
       setResult({ ok: reply });
-      onPublished?.(type);
     } catch (err) {
       setResult({ error: describeError(err, 'publish') });
     } finally {

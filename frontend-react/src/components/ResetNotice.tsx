@@ -14,7 +14,7 @@ export function ResetNotice({ reset, onDismiss }: { reset: ResetInfo; onDismiss:
         <span aria-hidden="true">⚠ </span>
         <strong>The stream was reset</strong> ({reset.reason}
         {REASONS[reset.reason] ? `: ${REASONS[reset.reason]}` : ''}). Events from before this point may be missing; the
-        list continues live from here, and the stats were refetched.
+        list continues live from here.
       </p>
       <button type="button" onClick={onDismiss}>
         Dismiss

@@ -1,4 +1,4 @@
-import { createContext, useContext, useEffect, useRef, useState, type ReactNode } from 'react';
+import { createContext, useContext, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
 import { SseClient, type SseClientOptions, type SseSnapshot } from './client';
 import type { EventMap, EventSourceCtor, FetchLike, ResetInfo, SseEvent } from './types';
 
@@ -125,8 +125,9 @@ export function useEventSource<M extends EventMap = EventMap>(options: UseEventS
   }, [key, EventSourceImpl, fetchImpl, hasTicket, hasTokenHandler]);
 
   // Event types that appear later are listened for on the open stream, without reconnecting.
+  // A layout effect, so a type added inside `flushSync` is listened for when it returns.
   const listenKey = [...(options.listen ?? []), ...Object.keys(options.on ?? {})].join(',');
-  useEffect(() => {
+  useLayoutEffect(() => {
     for (const t of listenKey.split(',')) if (t) clientRef.current?.listenFor(t);
   }, [listenKey, key]);
 
