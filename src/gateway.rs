@@ -21,7 +21,7 @@ use pingora::services::listening::Service;
 use pingora::Result;
 
 use crate::admin;
-use crate::auth::{self, Action, Authenticator, Principal};
+use crate::auth::{self, Action, Authenticator, Endpoint, Principal, TicketStore};
 use crate::broker::{redis, MemoryBroker, RedisBroker, Replicator, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::cors;
@@ -39,6 +39,8 @@ use crate::stream::{self, StreamRequest, StreamSettings};
 pub struct App {
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<Authenticator>,
+    /// Connect tickets not yet redeemed; outlives any one `Authenticator` (config reload).
+    pub tickets: Arc<TicketStore>,
     pub hub: Arc<Hub>,
     pub broker: SharedBroker,
     pub drain: Arc<Drain>,
@@ -76,6 +78,8 @@ impl App {
     /// The shared state for `config`; with the Redis broker, also the replicator that must run as
     /// a background service (it connects to Redis first, to learn the cluster's id epoch).
     pub fn new(config: Config) -> std::result::Result<(Arc<App>, Option<Replicator>), String> {
+        let tickets = Arc::new(TicketStore::default());
+        let authenticator = Authenticator::new(&config.auth, tickets.clone())?;
         let rules = config.clone();
         let limits_for = move |channel: &str| rules.history_for(channel);
         let node_id = node_id();
@@ -101,7 +105,8 @@ impl App {
                 .iter()
                 .map(|source| Arc::new(SourceStatus::new(source)))
                 .collect(),
-            auth: ArcSwap::from_pointee(Authenticator::new(&config.auth)),
+            auth: ArcSwap::from_pointee(authenticator),
+            tickets,
             grace_period: config.shutdown.grace_period,
             // Shared brokers hold the limits across nodes.
             limits: Limits::new(&config.limits, replicator.is_some().then(|| broker.clone())),
@@ -154,7 +159,9 @@ impl HttpServerApp for Gateway {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return None,
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "unreadable request");
+                // Only the kind: pingora's message quotes the raw request head, which can hold
+                // credentials (`Authorization`, cookies, `?access_token=`).
+                tracing::debug!(error = e.etype().as_str(), "unreadable request");
                 return None;
             }
             Err(_) => {
@@ -225,7 +232,10 @@ impl Gateway {
                     }))
                 }
                 Ok(None) => Ok(()),
-                Err(e) => reply::error(session, &common, &e).await,
+                Err(e) => {
+                    refused(session, &e);
+                    reply::error(session, &common, &e).await
+                }
             },
             Err(e) => reply::error(session, &CommonHeaders::default(), &e).await,
         };
@@ -274,6 +284,18 @@ impl Gateway {
                 allow(&method, &[Method::POST])?;
                 let accepted = self.publish(session, cfg).await?;
                 sent(reply::json(session, common, 202, &accepted).await)
+            }
+            "/tickets" => {
+                allow(&method, &[Method::POST])?;
+                let issued = self.issue_ticket(session)?;
+                let body = serde_json::json!({
+                    "ticket": issued.ticket,
+                    "expires_in": issued.expires_in,
+                });
+                // The reply is a credential: no cache may keep it.
+                let headers = [("cache-control", "no-store".to_string())];
+                let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+                sent(reply::send(session, common, 201, "application/json", &headers, body).await)
             }
             "/healthz" => {
                 allow(&method, &[Method::GET, Method::HEAD])?;
@@ -342,8 +364,33 @@ impl Gateway {
     }
 
     fn require_admin(&self, session: &ServerSession) -> std::result::Result<(), ApiError> {
-        let who = self.app.auth.load().identify(session.req_header())?;
+        let who = self
+            .app
+            .auth
+            .load()
+            .identify(session.req_header(), Endpoint::Api)?;
         auth::require_admin(who.as_ref())
+    }
+
+    /// `POST /tickets`: a single-use ticket standing for the request's credential (headers or
+    /// cookie; never a query token or another ticket).
+    fn issue_ticket(
+        &self,
+        session: &mut ServerSession,
+    ) -> std::result::Result<auth::Issued, ApiError> {
+        if self.app.drain.is_draining() {
+            return Err(ApiError::draining());
+        }
+        // Nothing is read from a body; one that was sent must not be taken for the next request.
+        if !session.is_body_done() {
+            session.set_keepalive(None);
+        }
+        let authenticator = self.app.auth.load();
+        let who = authenticator
+            .identify(session.req_header(), Endpoint::Tickets)?
+            .ok_or_else(|| ApiError::new(401, "unauthorized", "a ticket needs a credential"))?;
+        auth::require_time_left(Some(&who))?;
+        authenticator.issue_ticket(&who)
     }
 
     async fn publish(
@@ -354,7 +401,11 @@ impl Gateway {
         if self.app.drain.is_draining() {
             return Err(ApiError::draining());
         }
-        let who = self.app.auth.load().identify(session.req_header())?;
+        let who = self
+            .app
+            .auth
+            .load()
+            .identify(session.req_header(), Endpoint::Api)?;
         // Keyed by credential, or by address for anonymous publishers (public channels).
         let publisher = match &who {
             Some(p) => p.name.to_string(),
@@ -395,7 +446,12 @@ impl Gateway {
             .get("last-event-id")
             .map(|v| v.as_bytes());
         let req = StreamRequest::parse(query, header_id, cfg.limits.max_channels_per_connection)?;
-        let who = self.app.auth.load().identify(session.req_header())?;
+        let who = self
+            .app
+            .auth
+            .load()
+            .identify(session.req_header(), Endpoint::Stream)?;
+        auth::require_time_left(who.as_ref())?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
         let user = who.as_ref().map(|p| &*p.name);
         let permit = self
@@ -455,6 +511,19 @@ fn request_size(req: &pingora::http::RequestHeader) -> std::result::Result<(), A
     Ok(())
 }
 
+/// One debug line per refused request; the target with its credentials redacted.
+fn refused(session: &ServerSession, e: &ApiError) {
+    let req = session.req_header();
+    let target = req.uri.path_and_query().map_or("", |pq| pq.as_str());
+    tracing::debug!(
+        method = %req.method,
+        target = %auth::redact::target(target),
+        status = e.status,
+        code = e.code,
+        "request refused"
+    );
+}
+
 fn allow(method: &Method, allowed: &[Method]) -> std::result::Result<(), ApiError> {
     if allowed.contains(method) {
         Ok(())
@@ -486,11 +555,12 @@ impl BackgroundService for Reporter {
     }
 }
 
-/// Periodic upkeep: ages out history and forgets idle channels, prunes rate-limit state, and
-/// refreshes the gauges.
+/// Periodic upkeep: ages out history and forgets idle channels, prunes rate-limit state, drops
+/// expired tickets, and refreshes the gauges.
 struct Janitor {
     hub: Arc<Hub>,
     limits: Arc<Limits>,
+    tickets: Arc<TicketStore>,
 }
 
 #[async_trait]
@@ -502,6 +572,7 @@ impl BackgroundService for Janitor {
                 _ = tick.tick() => {
                     self.hub.sweep();
                     self.limits.prune();
+                    self.tickets.sweep();
                     let (channels, events) = self.hub.counts();
                     metrics::CHANNELS.set(channels as i64);
                     metrics::HISTORY_EVENTS.set(events as i64);
@@ -583,6 +654,7 @@ pub fn build(config: Config) -> std::result::Result<Built, String> {
         Janitor {
             hub: app.hub.clone(),
             limits: app.limits.clone(),
+            tickets: app.tickets.clone(),
         },
     ));
     Ok(Built {

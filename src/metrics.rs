@@ -25,7 +25,7 @@ metric!(STREAMS_OPENED: IntCounter = register_int_counter!(
     "sse_gateway_streams_opened_total", "SSE streams accepted"));
 metric!(STREAMS_CLOSED: IntCounterVec = register_int_counter_vec!(
     "sse_gateway_streams_closed_total",
-    "SSE streams ended, by reason: client_left, slow_consumer, kicked, lifetime, idle_timeout, shutdown",
+    "SSE streams ended, by reason: client_left, slow_consumer, kicked, lifetime, idle_timeout, shutdown, token_expired",
     &["reason"]));
 metric!(SLOW_CONSUMERS: IntCounter = register_int_counter!(
     "sse_gateway_slow_consumer_disconnects_total",
@@ -102,6 +102,7 @@ pub fn init() {
         "lifetime",
         "idle_timeout",
         "shutdown",
+        "token_expired",
     ] {
         STREAMS_CLOSED.with_label_values(&[reason]);
     }

@@ -113,6 +113,7 @@ pub(super) struct RawAuth {
     pub jwt: Option<Spanned<RawJwt>>,
     pub cookie_name: Option<Spanned<String>>,
     pub api_keys: Option<Vec<Spanned<RawApiKey>>>,
+    pub ticket_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +122,9 @@ pub(super) struct RawJwt {
     pub secret_env: Option<Spanned<String>>,
     pub secret_file: Option<Spanned<String>>,
     pub public_key_file: Option<Spanned<String>>,
+    pub leeway: Option<Spanned<String>>,
+    pub audience: Option<Spanned<String>>,
+    pub issuer: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,6 +87,20 @@ pub enum ChannelPattern {
 }
 
 impl ChannelPattern {
+    /// Parses a pattern: a channel name, a prefix ending in `*` (the prefix itself a valid
+    /// channel name), or `*` alone. `None` for anything else. The same rules apply to patterns in
+    /// the config file and in JWT claims.
+    pub fn parse(text: &str) -> Option<ChannelPattern> {
+        match text.strip_suffix('*') {
+            Some("") => Some(ChannelPattern::Prefix(String::new())),
+            Some(prefix) if is_valid_channel(prefix) => {
+                Some(ChannelPattern::Prefix(prefix.to_owned()))
+            }
+            None if is_valid_channel(text) => Some(ChannelPattern::Exact(text.to_owned())),
+            _ => None,
+        }
+    }
+
     pub fn matches(&self, channel: &str) -> bool {
         match self {
             ChannelPattern::Exact(name) => name == channel,
@@ -124,22 +138,34 @@ pub enum BrokerConfig {
     Redis { url: String },
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub api_keys: Vec<ApiKey>,
     /// Cookie read for a JWT, default `sse_token`.
     pub cookie_name: String,
-    /// JWT verification, when `auth.jwt` is set. The key is not read yet: the JWT verifier
-    /// resolves it when it is built, so that it can also parse PEM public keys.
+    /// JWT verification, when `auth.jwt` is set. Its key is read and checked at load, like API
+    /// keys, so that a config that loads is one that can verify tokens.
     pub jwt: Option<JwtConfig>,
+    /// How long a connect ticket from `POST /tickets` stays redeemable (default 30 s).
+    pub ticket_ttl: Duration,
 }
 
-/// `auth.jwt`: which signatures are accepted and where the key comes from.
+/// `auth.jwt`: which signatures are accepted, the key, and the claims checked besides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtConfig {
-    /// Never empty; all of the same family as `key` (HMAC with a secret, else a public key).
+    /// Never empty; all of the same family as `key` (HMAC with a secret, else the public key's
+    /// kind: RS256 for an RSA key, ES256 for a P-256 key).
     pub algorithms: Vec<JwtAlgorithm>,
+    /// Where the key came from (for messages).
     pub key: JwtKeySource,
+    /// The key itself, read when the config was loaded.
+    pub key_material: JwtKeyMaterial,
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s).
+    pub leeway: Duration,
+    /// When set, a token must carry this `aud`.
+    pub audience: Option<String>,
+    /// When set, a token must carry this `iss`.
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +178,7 @@ pub enum JwtAlgorithm {
     Es256,
 }
 
-/// Where the JWT verification key lives. Named, not read: see [`AuthConfig::jwt`].
+/// Where the JWT verification key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtKeySource {
     /// `secret_env`: the HS256 secret is in this environment variable.
@@ -161,6 +187,25 @@ pub enum JwtKeySource {
     SecretFile(PathBuf),
     /// `public_key_file`: a PEM public key for RS256/ES256.
     PublicKeyFile(PathBuf),
+}
+
+/// The JWT verification key as read from its source. Never logged (see `Debug`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwtKeyMaterial {
+    /// The HS256 secret, used as raw bytes (at least 32 of them).
+    Secret(Vec<u8>),
+    /// A PEM public key (`BEGIN PUBLIC KEY` or `BEGIN RSA PUBLIC KEY`), already checked to be an
+    /// RSA key of at least 2048 bits or a P-256 key.
+    PublicKeyPem(Vec<u8>),
+}
+
+impl std::fmt::Debug for JwtKeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtKeyMaterial::Secret(_) => f.write_str("Secret(<redacted>)"),
+            JwtKeyMaterial::PublicKeyPem(pem) => write!(f, "PublicKeyPem({} bytes)", pem.len()),
+        }
+    }
 }
 
 /// An API key, its secret already read from its env var or file. Never logged (see `Debug`).

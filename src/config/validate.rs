@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use crate::auth::jwt::PublicKeyKind;
+
 use super::file::{
     self, Pos, RawApiKey, RawAuth, RawBroker, RawChannel, RawConfig, RawCors, RawHealthCheck,
     RawHistory, RawJwt, RawLimits, RawMetrics, RawRate, RawRoute, RawShutdown, RawSource, RawSse,
@@ -21,9 +23,13 @@ use super::file::{
 use super::{
     is_valid_channel, ApiKey, AuthConfig, Balance, BrokerConfig, ChannelPattern, ChannelRule,
     Config, CorsConfig, HealthCheckConfig, HeartbeatKind, HistoryLimits, JwtAlgorithm, JwtConfig,
-    JwtKeySource, LimitsConfig, MetricsConfig, Policy, RateLimit, RouteConfig, ShutdownConfig,
-    SourceChannel, SourceConfig, SourceMode, SourceTarget, SseConfig, UpstreamConfig,
+    JwtKeyMaterial, JwtKeySource, LimitsConfig, MetricsConfig, Policy, RateLimit, RouteConfig,
+    ShutdownConfig, SourceChannel, SourceConfig, SourceMode, SourceTarget, SseConfig,
+    UpstreamConfig,
 };
+
+/// The shortest HS256 secret accepted: the hash's own size (RFC 7518 section 3.2).
+const MIN_HMAC_SECRET_BYTES: usize = 32;
 
 /// How messages name a config that did not come from a file.
 const EMBEDDED_NAME: &str = "<embedded gateway.yaml>";
@@ -135,6 +141,13 @@ mod default {
     pub const HISTORY_MAX_EVENTS: usize = 1000;
     pub const HISTORY_MAX_AGE: Duration = Duration::from_secs(600);
     pub const COOKIE_NAME: &str = "sse_token";
+    pub const TICKET_TTL: Duration = Duration::from_secs(30);
+    /// A ticket is meant to be redeemed right after it is fetched; a long-lived one is just a
+    /// bearer token in a URL.
+    pub const MAX_TICKET_TTL: Duration = Duration::from_secs(300);
+    pub const JWT_LEEWAY: Duration = Duration::from_secs(30);
+    /// Leeway is for clock skew; minutes more would keep expired tokens working.
+    pub const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
     pub const MAX_CONNECTIONS: usize = 19_000;
     pub const MAX_EVENT_BYTES: usize = 65_536;
     pub const MAX_CHANNELS_PER_CONNECTION: usize = 32;
@@ -751,7 +764,9 @@ impl Checker {
             jwt,
             cookie_name,
             api_keys,
+            ticket_ttl,
         } = raw;
+        let ticket_ttl_raw = ticket_ttl.as_ref();
         let cookie_name = match cookie_name {
             Some(name) if is_http_token(&name.value) => name.value,
             Some(name) => {
@@ -763,38 +778,81 @@ impl Checker {
             }
             None => default::COOKIE_NAME.to_owned(),
         };
+        let ticket_ttl = self.bounded_duration(
+            "auth.ticket_ttl",
+            ticket_ttl_raw,
+            default::TICKET_TTL,
+            (default::MAX_TICKET_TTL, "5m"),
+        );
+        let ticket_ttl = match ticket_ttl_raw {
+            Some(raw) if ticket_ttl.is_zero() => {
+                self.err(raw, "auth.ticket_ttl: must be more than 0s");
+                default::TICKET_TTL
+            }
+            _ => ticket_ttl,
+        };
         AuthConfig {
             api_keys: self.api_keys(api_keys.unwrap_or_default()),
             cookie_name,
             jwt: jwt.and_then(|jwt| self.jwt(jwt)),
+            ticket_ttl,
         }
     }
 
     fn jwt(&mut self, raw: Spanned<RawJwt>) -> Option<JwtConfig> {
+        let at = Pos::of(raw.referenced);
         let RawJwt {
             algorithms,
             secret_env,
             secret_file,
             public_key_file,
+            leeway,
+            audience,
+            issuer,
         } = raw.value;
-        let key = match (secret_env, secret_file, public_key_file) {
+        let leeway = self.bounded_duration(
+            "auth.jwt.leeway",
+            leeway.as_ref(),
+            default::JWT_LEEWAY,
+            (default::MAX_JWT_LEEWAY, "5m"),
+        );
+        let audience = self.claim_value("auth.jwt.audience", audience);
+        let issuer = self.claim_value("auth.jwt.issuer", issuer);
+        // The key is read now, so that `--check` and startup report an unreadable or unusable
+        // key at its line instead of every token failing later.
+        let (key, material, public_kind) = match (secret_env, secret_file, public_key_file) {
             (Some(env), None, None) => {
-                if !is_env_name(&env.value) {
-                    self.err(
-                        &env,
-                        format!(
-                            "auth.jwt.secret_env: invalid environment variable name {:?}",
-                            env.value
-                        ),
-                    );
-                }
-                JwtKeySource::SecretEnv(env.value)
+                let key = "auth.jwt.secret_env";
+                let secret = self
+                    .secret_from_env(key, &env)
+                    .and_then(|s| self.hmac_secret(key, &env, s));
+                (JwtKeySource::SecretEnv(env.value), secret, None)
             }
-            (None, Some(file), None) => JwtKeySource::SecretFile(PathBuf::from(file.value)),
-            (None, None, Some(file)) => JwtKeySource::PublicKeyFile(PathBuf::from(file.value)),
+            (None, Some(file), None) => {
+                let key = "auth.jwt.secret_file";
+                let secret = self
+                    .secret_from_file(key, &file)
+                    .and_then(|s| self.hmac_secret(key, &file, s));
+                (
+                    JwtKeySource::SecretFile(PathBuf::from(file.value)),
+                    secret,
+                    None,
+                )
+            }
+            (None, None, Some(file)) => {
+                let (pem, kind) = match self.public_key(&file) {
+                    Some((pem, kind)) => (Some(JwtKeyMaterial::PublicKeyPem(pem)), Some(kind)),
+                    None => (None, None),
+                };
+                (
+                    JwtKeySource::PublicKeyFile(PathBuf::from(file.value)),
+                    pem,
+                    kind,
+                )
+            }
             _ => {
                 self.at(
-                    Pos::of(raw.referenced),
+                    at,
                     "auth.jwt: set exactly one of `secret_env`, `secret_file` (HS256) or \
                      `public_key_file` (RS256/ES256)",
                 );
@@ -806,16 +864,13 @@ impl Checker {
             None if hmac => vec![JwtAlgorithm::Hs256],
             None => {
                 self.at(
-                    Pos::of(raw.referenced),
+                    at,
                     "auth.jwt: `public_key_file` needs `algorithms: [RS256]` or `[ES256]`",
                 );
                 return None;
             }
             Some(list) if list.is_empty() => {
-                self.at(
-                    Pos::of(raw.referenced),
-                    "auth.jwt.algorithms: must list at least one algorithm",
-                );
+                self.at(at, "auth.jwt.algorithms: must list at least one algorithm");
                 return None;
             }
             Some(list) => {
@@ -840,13 +895,88 @@ impl Checker {
                             "`public_key_file` only goes with RS256 or ES256"
                         };
                         self.err(name, format!("{key}: {needs}"));
+                    } else if let Some(kind) = public_kind {
+                        // One key verifies one family: an RSA key never checks ES256, and the
+                        // reverse, so listing the other one could only ever reject.
+                        if kind.algorithm() != alg {
+                            self.err(
+                                name,
+                                format!(
+                                    "{key}: {} does not match the key in `public_key_file`, \
+                                     which is {}",
+                                    name.value,
+                                    kind.describe()
+                                ),
+                            );
+                        }
                     }
                     algorithms.push(alg);
                 }
                 algorithms
             }
         };
-        Some(JwtConfig { algorithms, key })
+        Some(JwtConfig {
+            algorithms,
+            key,
+            key_material: material?,
+            leeway,
+            audience,
+            issuer,
+        })
+    }
+
+    /// An HS256 secret must be at least as long as the hash (RFC 7518 section 3.2): a short one
+    /// can be brute-forced from any token signed with it.
+    fn hmac_secret<T>(
+        &mut self,
+        key: &str,
+        at: &Spanned<T>,
+        secret: String,
+    ) -> Option<JwtKeyMaterial> {
+        if secret.len() < MIN_HMAC_SECRET_BYTES {
+            self.err(
+                at,
+                format!(
+                    "{key}: the HS256 secret must be at least {MIN_HMAC_SECRET_BYTES} bytes \
+                     (it has {})",
+                    secret.len()
+                ),
+            );
+            return None;
+        }
+        Some(JwtKeyMaterial::Secret(secret.into_bytes()))
+    }
+
+    /// Reads and checks the PEM public key of `auth.jwt.public_key_file`.
+    fn public_key(&mut self, path: &Spanned<String>) -> Option<(Vec<u8>, PublicKeyKind)> {
+        let key = "auth.jwt.public_key_file";
+        let pem = match std::fs::read(&path.value) {
+            Ok(pem) => pem,
+            Err(err) => {
+                self.err(
+                    path,
+                    format!("{key}: cannot read file {:?}: {err}", path.value),
+                );
+                return None;
+            }
+        };
+        match crate::auth::jwt::check_public_key(&pem) {
+            Ok(kind) => Some((pem, kind)),
+            Err(why) => {
+                self.err(path, format!("{key}: {:?}: {why}", path.value));
+                None
+            }
+        }
+    }
+
+    /// A non-empty string compared with a token claim (`aud`, `iss`).
+    fn claim_value(&mut self, key: &str, value: Option<Spanned<String>>) -> Option<String> {
+        let value = value?;
+        if value.value.trim().is_empty() {
+            self.err(&value, format!("{key}: must not be empty"));
+            return None;
+        }
+        Some(value.value)
     }
 
     fn api_keys(&mut self, raw: Vec<Spanned<RawApiKey>>) -> Vec<ApiKey> {
@@ -1138,6 +1268,25 @@ impl Checker {
         }
     }
 
+    /// A duration of at most `max` (given with its text for the message): a larger value would
+    /// defeat what the setting is for.
+    fn bounded_duration(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+        (max, max_text): (Duration, &str),
+    ) -> Duration {
+        let d = self.duration(key, value, default);
+        match value {
+            Some(value) if d > max => {
+                self.err(value, format!("{key}: must be at most {max_text}"));
+                default
+            }
+            _ => d,
+        }
+    }
+
     /// A duration where `0s` means "none".
     fn optional_duration(
         &mut self,
@@ -1233,14 +1382,7 @@ impl Checker {
     /// A channel pattern: a channel name, a prefix ending in `*`, or `*` alone.
     fn pattern(&mut self, key: &str, value: &Spanned<String>) -> Option<ChannelPattern> {
         let text = value.value.as_str();
-        let pattern = match text.strip_suffix('*') {
-            Some("") => Some(ChannelPattern::Prefix(String::new())),
-            Some(prefix) if is_valid_channel(prefix) => {
-                Some(ChannelPattern::Prefix(prefix.to_owned()))
-            }
-            None if is_valid_channel(text) => Some(ChannelPattern::Exact(text.to_owned())),
-            _ => None,
-        };
+        let pattern = ChannelPattern::parse(text);
         if pattern.is_none() {
             self.err(
                 value,
@@ -1484,6 +1626,7 @@ shutdown:
     #[test]
     fn the_reference_configuration_loads_completely() {
         std::env::set_var("SSE_GATEWAY_DEV_KEY", "unit-test-dev-key");
+        std::env::set_var("SSE_GATEWAY_JWT_SECRET", UNIT_JWT_SECRET);
         let config = load(REFERENCE);
         assert_eq!(config.history_for("user.7").max_events, 100);
         assert_eq!(
@@ -1530,8 +1673,13 @@ shutdown:
             Some(JwtConfig {
                 algorithms: vec![JwtAlgorithm::Hs256],
                 key: JwtKeySource::SecretEnv("SSE_GATEWAY_JWT_SECRET".into()),
+                key_material: JwtKeyMaterial::Secret(UNIT_JWT_SECRET.as_bytes().to_vec()),
+                leeway: Duration::from_secs(30),
+                audience: None,
+                issuer: None,
             })
         );
+        assert_eq!(config.auth.ticket_ttl, Duration::from_secs(30));
         let limits = &config.limits;
         assert_eq!(limits.max_connections_per_ip, Some(1000));
         assert_eq!(limits.max_connections_per_user, Some(10));
@@ -1841,41 +1989,139 @@ shutdown:
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    const UNIT_JWT_SECRET: &str = "unit-test-jwt-secret-of-at-least-32-bytes";
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
     #[test]
     fn jwt_settings() {
-        let config = load("auth:\n  jwt: {algorithms: [RS256, ES256], public_key_file: k.pem}\n");
+        let rsa = fixture("jwt-rsa.pub.pem");
+        let config = load(&format!(
+            "auth:\n  jwt: {{algorithms: [RS256], public_key_file: {rsa}, leeway: 5s, \
+             audience: sse, issuer: \"https://auth.test\"}}\n  ticket_ttl: 10s\n"
+        ));
+        let jwt = config.auth.jwt.unwrap();
+        assert_eq!(jwt.algorithms, [JwtAlgorithm::Rs256]);
+        assert_eq!(jwt.key, JwtKeySource::PublicKeyFile(rsa.clone().into()));
         assert_eq!(
-            config.auth.jwt,
-            Some(JwtConfig {
-                algorithms: vec![JwtAlgorithm::Rs256, JwtAlgorithm::Es256],
-                key: JwtKeySource::PublicKeyFile("k.pem".into()),
-            })
+            jwt.key_material,
+            JwtKeyMaterial::PublicKeyPem(std::fs::read(&rsa).unwrap())
         );
-        let config = load("auth: {jwt: {secret_file: s.txt}, cookie_name: tok}");
+        assert_eq!(jwt.leeway, Duration::from_secs(5));
+        assert_eq!(jwt.audience.as_deref(), Some("sse"));
+        assert_eq!(jwt.issuer.as_deref(), Some("https://auth.test"));
+        assert_eq!(config.auth.ticket_ttl, Duration::from_secs(10));
+        let ec = fixture("jwt-ec.pub.pem");
+        let config = load(&format!(
+            "auth: {{jwt: {{algorithms: [ES256], public_key_file: {ec}}}}}"
+        ));
+        assert_eq!(config.auth.jwt.unwrap().algorithms, [JwtAlgorithm::Es256]);
+
+        let dir = std::env::temp_dir().join(format!("sse-gw-jwt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, format!("{UNIT_JWT_SECRET}\n")).unwrap();
+        let config = load(&format!(
+            "auth: {{jwt: {{secret_file: {}}}, cookie_name: tok}}",
+            secret.display()
+        ));
         assert_eq!(config.auth.cookie_name, "tok");
+        let jwt = config.auth.jwt.unwrap();
+        assert_eq!(jwt.algorithms, [JwtAlgorithm::Hs256]);
         assert_eq!(
-            config.auth.jwt.map(|j| j.algorithms),
-            Some(vec![JwtAlgorithm::Hs256])
+            jwt.key_material,
+            JwtKeyMaterial::Secret(UNIT_JWT_SECRET.as_bytes().to_vec()),
+            "trimmed like API key files"
         );
+        std::fs::remove_dir_all(&dir).ok();
+
         one_problem(
-            "auth:\n  jwt: {public_key_file: k.pem}\n",
+            &format!("auth:\n  jwt: {{public_key_file: {rsa}}}\n"),
             "2:8: auth.jwt: `public_key_file` needs `algorithms",
         );
         one_problem(
             "auth:\n  jwt: {secret_env: S, secret_file: f}\n",
             "2:8: auth.jwt: set exactly one of",
         );
+        std::env::set_var("SSE_GATEWAY_UNIT_JWT", UNIT_JWT_SECRET);
         one_problem(
-            "auth:\n  jwt: {algorithms: [RS256], secret_env: S}\n",
+            "auth:\n  jwt: {algorithms: [RS256], secret_env: SSE_GATEWAY_UNIT_JWT}\n",
             "2:22: auth.jwt.algorithms[0]: `secret_env` or `secret_file` only go with HS256",
         );
         one_problem(
-            "auth:\n  jwt: {algorithms: [none], secret_env: S}\n",
+            "auth:\n  jwt: {algorithms: [none], secret_env: SSE_GATEWAY_UNIT_JWT}\n",
             "2:22: auth.jwt.algorithms[0]: unknown value \"none\"",
         );
         one_problem(
             "auth: {cookie_name: \"a b\"}",
             "1:21: auth.cookie_name: invalid cookie name",
+        );
+    }
+
+    #[test]
+    fn jwt_keys_that_cannot_be_used_are_errors_at_their_line() {
+        std::env::set_var("SSE_GATEWAY_UNIT_SHORT_JWT", "too-short");
+        std::env::remove_var("SSE_GATEWAY_UNIT_UNSET_JWT");
+        one_problem(
+            "auth:\n  jwt:\n    secret_env: SSE_GATEWAY_UNIT_UNSET_JWT\n",
+            "3:17: auth.jwt.secret_env: environment variable SSE_GATEWAY_UNIT_UNSET_JWT is not set",
+        );
+        one_problem(
+            "auth:\n  jwt:\n    secret_env: SSE_GATEWAY_UNIT_SHORT_JWT\n",
+            "3:17: auth.jwt.secret_env: the HS256 secret must be at least 32 bytes (it has 9)",
+        );
+        one_problem(
+            "auth:\n  jwt:\n    secret_file: /nonexistent/jwt\n",
+            "3:18: auth.jwt.secret_file: cannot read file \"/nonexistent/jwt\"",
+        );
+        one_problem(
+            "auth:\n  jwt:\n    algorithms: [RS256]\n    public_key_file: /nonexistent/k.pem\n",
+            "4:22: auth.jwt.public_key_file: cannot read file \"/nonexistent/k.pem\"",
+        );
+        for (name, why) in [
+            ("jwt-rsa1024.pub.pem", "the RSA key has 1024 bits"),
+            ("jwt-ec-p384.pub.pem", "not a P-256 public key"),
+            ("jwt-rsa.key.pem", "holds a private key"),
+            ("README.md", "not a PEM file"),
+        ] {
+            let path = fixture(name);
+            one_problem(
+                &format!("auth:\n  jwt:\n    algorithms: [RS256]\n    public_key_file: {path}\n"),
+                &format!("4:22: auth.jwt.public_key_file: {path:?}: {why}"),
+            );
+        }
+        // One key verifies one family: an RSA key with ES256 listed, and the reverse.
+        let rsa = fixture("jwt-rsa.pub.pem");
+        one_problem(
+            &format!("auth:\n  jwt:\n    algorithms: [RS256, ES256]\n    public_key_file: {rsa}\n"),
+            "3:25: auth.jwt.algorithms[1]: ES256 does not match the key in `public_key_file`, \
+             which is an RSA key (RS256)",
+        );
+        let ec = fixture("jwt-ec.pub.pem");
+        one_problem(
+            &format!("auth:\n  jwt:\n    algorithms: [RS256]\n    public_key_file: {ec}\n"),
+            "3:18: auth.jwt.algorithms[0]: RS256 does not match the key in `public_key_file`, \
+             which is a P-256 key (ES256)",
+        );
+        std::env::set_var("SSE_GATEWAY_UNIT_JWT", UNIT_JWT_SECRET);
+        let jwt = "auth:\n  jwt:\n    secret_env: SSE_GATEWAY_UNIT_JWT\n";
+        one_problem(
+            &format!("{jwt}    leeway: 10m\n"),
+            "4:13: auth.jwt.leeway: must be at most 5m",
+        );
+        one_problem(
+            &format!("{jwt}    audience: \"\"\n"),
+            "4:15: auth.jwt.audience: must not be empty",
+        );
+        one_problem(
+            "auth:\n  ticket_ttl: 0s\n",
+            "2:15: auth.ticket_ttl: must be more than 0s",
+        );
+        one_problem(
+            "auth:\n  ticket_ttl: 1h\n",
+            "2:15: auth.ticket_ttl: must be at most 5m",
         );
     }
 

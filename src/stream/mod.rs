@@ -9,7 +9,7 @@ mod pump;
 mod request;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
 use pingora::http::ResponseHeader;
@@ -45,6 +45,9 @@ pub struct StreamSettings {
     pub queue: usize,
     /// Streams close at random moments within 90% of this once the node drains.
     pub grace_period: Duration,
+    /// Time left on the credential the stream was opened with (a JWT's `exp`): the stream ends
+    /// then with a `token_expired` event. `None` for API keys and anonymous streams.
+    pub expires_in: Option<Duration>,
 }
 
 impl StreamSettings {
@@ -58,6 +61,7 @@ impl StreamSettings {
             padding: cfg.sse.padding,
             queue: cfg.sse.client_queue,
             grace_period: cfg.shutdown.grace_period,
+            expires_in: None,
         }
     }
 }
@@ -76,8 +80,13 @@ pub async fn open(
     req: StreamRequest,
     who: Option<Principal>,
     permit: StreamPermit,
-    settings: StreamSettings,
+    mut settings: StreamSettings,
 ) {
+    // Measured now, as the stream starts: the time spent checking the request is not given back.
+    settings.expires_in = who
+        .as_ref()
+        .and_then(|p| p.expires)
+        .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
     let peer = crate::gateway::client_ip(&session);
     let sub = app.hub.subscribe(SubscribeRequest {
         channels: req.channels,

@@ -1,7 +1,7 @@
 //! The stream loop, independent of the transport.
 //!
 //! A stream waits on a few things at once: its live queue, the heartbeat timer, its lifetime
-//! deadline, the drain, a request to close it (from an operator, or from the hub when its queue
+//! deadline (or its credential's expiry, whichever comes first), the drain, a request to close it (from an operator, or from the hub when its queue
 //! overflowed), and the client leaving. Events arrive already encoded; whatever is queued is
 //! written as one chunk, so a burst costs one write.
 
@@ -22,6 +22,13 @@ use crate::sse;
 
 /// Most events written in one chunk: bounds a chunk's size while a fast channel is catching up.
 const MAX_BATCH: usize = 256;
+
+/// The event that ends a stream whose credential expired, and its data.
+pub const TOKEN_EXPIRED_EVENT: &str = "token_expired";
+pub const TOKEN_EXPIRED_DATA: &str = r#"{"reason":"token_expired"}"#;
+
+/// About 30 years: far enough to mean "never", and safely inside what the timer can represent.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Where a stream's bytes go.
 pub trait Downstream {
@@ -53,6 +60,8 @@ pub enum End {
     Lifetime,
     IdleTimeout,
     Shutdown,
+    /// The credential it was opened with expired (a JWT's `exp`).
+    TokenExpired,
 }
 
 impl End {
@@ -64,6 +73,7 @@ impl End {
             End::Lifetime => "lifetime",
             End::IdleTimeout => "idle_timeout",
             End::Shutdown => "shutdown",
+            End::TokenExpired => "token_expired",
         }
     }
 }
@@ -88,7 +98,8 @@ impl From<WriteError> for End {
 
 /// Runs a registered stream until it ends: the opening chunk (retry, a comment so `EventSource`
 /// fires `open` at once, padding, then the reset notice or the replay), then live events and
-/// heartbeats, then (at lifetime or drain) the queued events and a jittered `retry:`.
+/// heartbeats, then (at lifetime or drain) the queued events and a jittered `retry:`, or (when
+/// the credential expires) the queued events and a `token_expired` event.
 pub async fn pump<D: Downstream>(
     out: &mut D,
     sub: Subscription,
@@ -133,11 +144,18 @@ pub async fn pump<D: Downstream>(
     let drain_started = drain.started();
     tokio::pin!(drain_started);
     let mut draining = false;
-    let mut closing = End::Lifetime;
-    let close_timer = sleep_until(match settings.lifetime {
-        Some(lifetime) => opened + jitter_down(lifetime),
-        None => far_future(),
-    });
+    // One timer for every planned end (lifetime, credential expiry, drain): the earliest wins,
+    // and `closing` says which it is. The expiry is exact (no jitter): the credential is no
+    // longer valid after it.
+    let lifetime_at = settings.lifetime.map(|l| opened + jitter_down(l));
+    let expiry_at = settings.expires_in.map(|d| opened + d.min(FAR_FUTURE));
+    let (close_at, mut closing) = match (lifetime_at, expiry_at) {
+        (Some(lifetime), Some(expiry)) if lifetime < expiry => (lifetime, End::Lifetime),
+        (_, Some(expiry)) => (expiry, End::TokenExpired),
+        (Some(lifetime), None) => (lifetime, End::Lifetime),
+        (None, None) => (far_future(), End::Lifetime),
+    };
+    let close_timer = sleep_until(close_at);
     tokio::pin!(close_timer);
     let heartbeat_timer = sleep_until(opened + settings.heartbeat_interval);
     tokio::pin!(heartbeat_timer);
@@ -171,9 +189,13 @@ pub async fn pump<D: Downstream>(
             _ = &mut close_timer => break closing,
             _ = &mut drain_started, if !draining => {
                 draining = true;
-                closing = End::Shutdown;
                 let spread = settings.grace_period.mul_f64(0.9 * rand::rng().random::<f64>());
-                let at = (Instant::now() + spread).min(close_timer.deadline());
+                let at = Instant::now() + spread;
+                // An expiry before the drain moment still ends the stream as expired.
+                if closing != End::TokenExpired || at < close_timer.deadline() {
+                    closing = End::Shutdown;
+                }
+                let at = at.min(close_timer.deadline());
                 close_timer.as_mut().reset(at);
                 continue;
             }
@@ -204,16 +226,29 @@ pub async fn pump<D: Downstream>(
         }
     };
 
-    if matches!(end, End::Lifetime | End::Shutdown) {
-        // Flush what is already queued, then say when to come back: jittered, so a whole node's
-        // clients do not reconnect in the same instant.
+    if matches!(end, End::Lifetime | End::Shutdown | End::TokenExpired) {
+        // Flush what is already queued, then the last word.
         let mut last = BytesMut::new();
         while let Ok(event) = live.try_recv() {
             last.extend_from_slice(&event.frame);
+            last_id = event.id;
         }
-        last.extend_from_slice(&sse::encode_retry(
-            jitter_up(settings.retry).as_millis() as u64
-        ));
+        if end == End::TokenExpired {
+            // Tells the app to get a new credential rather than let EventSource reconnect with
+            // the old one (which would get 401 and stop for good). The id repeats the last one,
+            // so a reconnect with the new credential resumes where this stream stopped.
+            last.extend_from_slice(&sse::encode_event(
+                &last_id.to_string(),
+                TOKEN_EXPIRED_EVENT,
+                TOKEN_EXPIRED_DATA,
+            ));
+        } else {
+            // Say when to come back: jittered, so a whole node's clients do not reconnect in
+            // the same instant.
+            last.extend_from_slice(&sse::encode_retry(
+                jitter_up(settings.retry).as_millis() as u64
+            ));
+        }
         let _ = out.write(last.freeze(), true).await;
     }
     end
@@ -247,7 +282,7 @@ fn heartbeat(kind: HeartbeatKind, last_id: EventId) -> Bytes {
 /// A deadline that never comes, for a stream without a lifetime (about 30 years ahead: far
 /// enough, and safely inside what the timer can represent).
 fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(30 * 365 * 24 * 3600)
+    Instant::now() + FAR_FUTURE
 }
 
 /// `d` shortened by up to 10%: lifetimes never exceed the configured maximum.

@@ -22,6 +22,9 @@ pub use upstream::*;
 pub const KEY: &str = "test-key-0123456789";
 /// A key that may publish on `limited.*` only and is no admin.
 pub const LIMITED_KEY: &str = "limited-key-9876543210";
+/// The HS256 secret in `TEST_JWT_SECRET` of every test gateway, for configs that set
+/// `auth.jwt.secret_env: TEST_JWT_SECRET`.
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-abcdefghijklmnop";
 
 /// The base config of test gateways, with `extra` added. A top-level key in `extra` replaces
 /// the base's section of that key (YAML forbids duplicate keys).
@@ -72,8 +75,18 @@ impl Gateway {
         Gateway::start_raw(&base_config(extra))
     }
 
+    /// Starts `sse-gateway` on `base_config(extra)` with extra environment variables (which
+    /// win over the kit's own, e.g. `RUST_LOG`).
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_raw_with_env(&base_config(extra), env)
+    }
+
     /// Starts `sse-gateway` on exactly this YAML (which must listen on port 0).
     pub fn start_raw(yaml: &str) -> Gateway {
+        Gateway::start_raw_with_env(yaml, &[])
+    }
+
+    fn start_raw_with_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, yaml).expect("write config");
@@ -82,7 +95,9 @@ impl Gateway {
             .arg(&config)
             .env("TEST_ADMIN_KEY", KEY)
             .env("TEST_LIMITED_KEY", LIMITED_KEY)
+            .env("TEST_JWT_SECRET", JWT_SECRET)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

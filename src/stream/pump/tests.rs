@@ -83,6 +83,7 @@ fn settings() -> StreamSettings {
         padding: 0,
         queue: 16,
         grace_period: Duration::from_secs(10),
+        expires_in: None,
     }
 }
 
@@ -223,6 +224,79 @@ async fn drain_closes_within_the_grace_period_after_flushing_the_queue() {
         ends[19] - ends[0] > Duration::from_secs(2),
         "closes spread over the grace period: {ends:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expiring_credential_ends_the_stream_exactly_then_with_token_expired() {
+    for _ in 0..10 {
+        let (hub, out) = (hub(), Recorder::new());
+        let mut s = settings();
+        s.lifetime = Some(Duration::from_secs(100));
+        s.expires_in = Some(Duration::from_secs(50));
+        let task = start(&hub, &out, s, Arc::default());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        publish(&hub, "first");
+        tokio::time::sleep(Duration::from_secs(39)).await;
+        publish(&hub, "second");
+        publish(&hub, "third");
+        assert_eq!(task.await.unwrap(), End::TokenExpired);
+        let (at, last, end) = out.chunks.lock().last().unwrap().clone();
+        assert!(end, "the last chunk finishes the response");
+        assert_eq!(at, Duration::from_secs(50), "no jitter: at the expiry");
+        let text = out.text();
+        assert!(
+            text.contains("data: first")
+                && text.contains("data: second")
+                && text.contains("data: third"),
+            "{text}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&last),
+            "id: 7-3\nevent: token_expired\ndata: {\"reason\":\"token_expired\"}\n\n",
+            "repeats the last id, and no retry: beyond the opening one"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lifetime_wins_when_it_comes_before_the_expiry() {
+    let (hub, out) = (hub(), Recorder::new());
+    let mut s = settings();
+    s.lifetime = Some(Duration::from_secs(100));
+    s.expires_in = Some(Duration::from_secs(101));
+    let task = start(&hub, &out, s, Arc::default());
+    assert_eq!(task.await.unwrap(), End::Lifetime);
+    assert!(!out.text().contains("token_expired"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_already_expired_credential_ends_the_stream_after_its_opening() {
+    let (hub, out) = (hub(), Recorder::new());
+    let mut s = settings();
+    s.expires_in = Some(Duration::ZERO);
+    let task = start(&hub, &out, s, Arc::default());
+    assert_eq!(task.await.unwrap(), End::TokenExpired);
+    let text = out.text();
+    assert!(
+        text.starts_with("retry: 3000\n\n: connected\n\n")
+            && text.ends_with("event: token_expired\ndata: {\"reason\":\"token_expired\"}\n\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expiry_before_the_drain_moment_still_ends_as_expired() {
+    let (hub, out) = (hub(), Recorder::new());
+    let drain = Arc::new(Drain::default());
+    let mut s = settings();
+    s.grace_period = Duration::from_secs(1000);
+    s.expires_in = Some(Duration::from_millis(1));
+    let task = start(&hub, &out, s, drain.clone());
+    drain.start();
+    // The drain picks a moment in 0..900 s; the expiry at 1 ms comes first (the drain drawing
+    // less than 1 ms has a chance of about one in a million).
+    assert_eq!(task.await.unwrap(), End::TokenExpired);
+    assert!(out.text().contains("event: token_expired"));
 }
 
 #[tokio::test(start_paused = true)]
