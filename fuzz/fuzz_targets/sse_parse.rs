@@ -28,7 +28,10 @@ fn run<'a>(limits: ParserLimits, skip: bool, chunks: impl Iterator<Item = &'a [u
     let mut result = Ok(());
     for chunk in chunks {
         result = parser.push(chunk, &mut items);
-        assert!(!(skip && result.is_err()), "skip mode failed the stream: {result:?}");
+        assert!(
+            !(skip && result.is_err()),
+            "skip mode failed the stream: {result:?}"
+        );
         if result.is_err() {
             break;
         }

@@ -45,7 +45,10 @@ fuzz_target!(|input: &[u8]| {
         assert!(!req.channels.is_empty() && req.channels.len() <= max_channels);
         for (i, channel) in req.channels.iter().enumerate() {
             assert!(is_valid_channel(channel), "{channel:?}");
-            assert!(!req.channels[..i].contains(channel), "duplicate {channel:?}");
+            assert!(
+                !req.channels[..i].contains(channel),
+                "duplicate {channel:?}"
+            );
         }
         if let Some(types) = &req.types {
             assert!(!types.is_empty() && types.len() <= 64);
@@ -69,7 +72,9 @@ fuzz_target!(|input: &[u8]| {
         // Only the configured key authenticates, by either header.
         let presented = [api_key, authorization];
         assert!(
-            presented.iter().any(|v| v.windows(KEY.len()).any(|w| w == KEY.as_bytes())),
+            presented
+                .iter()
+                .any(|v| v.windows(KEY.len()).any(|w| w == KEY.as_bytes())),
             "authenticated {who:?} without the key"
         );
     }
