@@ -3,6 +3,7 @@
 SVG plot of publish->receive latency percentiles against stream count.
 
 usage: report.py RAW_DIR OUT.md OUT.svg
+       report.py --cluster RAW_DIR OUT.md     (loadtest/run --cluster: nodes on one Redis)
 """
 import glob
 import json
@@ -61,6 +62,8 @@ def ratio(ours, theirs, lower_is_better=True):
 
 
 def main():
+    if sys.argv[1] == "--cluster":
+        return cluster_main(*sys.argv[2:4])
     raw, out_md, out_svg = sys.argv[1:4]
     runs = load(raw)
     g = lambda name: runs.get(("gateway", name))
@@ -198,6 +201,244 @@ def write_svg(runs, path):
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out))
+
+
+def window_cpu(sample, start, end):
+    """CPU seconds per second (100 = one core) of a sample.py timeline between two offsets."""
+    tl = (sample or {}).get("timeline") or []
+    def cpu_at(t):
+        prev = None
+        for point in tl:
+            if point[0] >= t:
+                if prev is None or point[0] == prev[0]:
+                    return point[2]
+                f = (t - prev[0]) / (point[0] - prev[0])
+                return prev[2] + f * (point[2] - prev[2])
+            prev = point
+        return prev[2] if prev else None
+    if not tl:
+        return None
+    end = min(end, tl[-1][0])
+    if end - start < 1:
+        return None
+    a, b = cpu_at(start), cpu_at(end)
+    return None if a is None or b is None else 100 * (b - a) / (end - start)
+
+
+def publish_window(r):
+    """Seconds after the load generator started when publishing began and ended (approximate
+    for sse-loadgen, which does not say when its ramp ended: streams / ramp rate)."""
+    phases = r.get("loadgen", {}).get("phases_s") or {}
+    ramp = phases.get("ramp", r["streams"] / 2000 + 0.5)
+    return ramp, ramp + phases.get("publish", (r["events"] - 1) / r["rate"])
+
+
+def hist_quantile(metrics, name, q):
+    """Upper bound of the Prometheus histogram bucket holding quantile q (seconds -> ms)."""
+    buckets = []
+    for key, value in metrics.items():
+        if key.startswith(name + "_bucket{le=\""):
+            le = key.split("le=\"", 1)[1].split("\"", 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), value))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    want = q * buckets[-1][1]
+    for le, count in buckets:
+        if count >= want:
+            return le * 1000
+    return None
+
+
+def cluster_main(raw, out_md):
+    runs = {}
+    for path in glob.glob(os.path.join(raw, "*.json")):
+        base = os.path.basename(path)
+        if base.count(".") != 2 or base.split(".")[0] not in ("gateway", "cluster"):
+            continue
+        try:
+            with open(path) as f:
+                r = json.load(f)
+        except ValueError:
+            continue
+        runs[(r["target"], r["scenario"])] = r
+    single = runs.get(("gateway", "fanout_10000_2"))
+    one = runs.get(("cluster", "redis1_10000_2"))
+    cross = runs.get(("cluster", "cross_10000_2"))
+    many = sorted((r for (t, n), r in runs.items() if t == "cluster" and r.get("nodes", 0) > 2),
+                  key=lambda r: r["streams"])
+    def uptime(which):
+        try:
+            with open(os.path.join(raw, f"{which}.txt")) as f:
+                return f.read().strip()
+        except OSError:
+            return "n/a"
+
+    def summary(r):
+        lg = r.get("loadgen", {})
+        return (f"{lg.get('delivered', 0):,} / {lg.get('expected', 0):,} delivered, "
+                f"{lg.get('duplicates')} dup, {lg.get('gaps')} gaps")
+
+    def all_in(r):
+        lg = (r or {}).get("loadgen", {})
+        return bool(lg) and lg.get("streams_open") == r["streams"] and lg.get("expected", 0) > 0 \
+            and lg.get("delivered") == lg.get("expected") and lg.get("duplicates") == 0 \
+            and lg.get("gaps") == 0 and lg.get("disconnects") == 0 \
+            and lg.get("events_published") == r["events"]
+
+    rows = []
+    ps, pc = lat(single, "p99"), lat(cross, "p99")
+    ok = ps is not None and pc is not None and pc <= 2 * ps and all_in(cross)
+    rows.append(("Cross-node publish -> receive p99, 10,000 streams on node B, 2 events/s x 40 "
+                 "published on node A", "<= 2x single-node",
+                 f"{fmt(pc, ' ms')} cross-node vs {fmt(ps, ' ms')} single-node (memory broker): "
+                 f"{fmt(pc / ps if pc and ps else None, 'x', 2)}; {summary(cross) if cross else 'not run'}",
+                 "yes" if ok else "**no**"))
+    if one:
+        po = lat(one, "p99")
+        rows.append(("The same on one node with the Redis broker (streams and publishes on node A)",
+                     "reported", f"p99 {fmt(po, ' ms')}: {fmt(po / ps if po and ps else None, 'x', 2)} "
+                     f"single-node; {summary(one)}", ""))
+    for r in many:
+        lg = r.get("loadgen", {})
+        s = r.get("server", {})
+        open_ = lg.get("streams_open") or 0
+        rows.append((f"{r['streams']:,} streams over {r['nodes']} nodes on one Redis, 1 event/s x "
+                     f"{r['events']} published on node A", "100% delivered",
+                     f"{open_:,} open; {summary(r)}, {lg.get('disconnects')} disconnects",
+                     "yes" if all_in(r) else "**no**"))
+        if open_:
+            rows.append((f"Gateway RSS per stream at {open_:,} streams (sum over {r['nodes']} nodes)",
+                         "reported (single node: <= 8 KiB per idle stream)",
+                         f"{s.get('rss_kib_max', 0) / open_:.2f} KiB total RSS / stream; "
+                         f"{(s.get('rss_kib_max', 0) - s.get('rss_kib_start', 0)) / open_:.2f} KiB growth / stream",
+                         ""))
+        l = lg.get("latency_ms", {})
+        rows.append((f"Latency at {open_:,} streams, publish -> receive", "reported",
+                     f"p50 {fmt(l.get('p50'))} / p90 {fmt(l.get('p90'))} / p99 {fmt(l.get('p99'))} / "
+                     f"max {fmt(l.get('max'))} ms", ""))
+        a, b = publish_window(r)
+        gw, rd, lp = (window_cpu(r.get(k), a, b) for k in ("server", "redis", "loadgen_proc"))
+        rows.append((f"CPU while publishing at {open_:,} streams (% of one core; the machine has 200%)",
+                     "reported", f"gateways {fmt(gw, '%', 0)} (sum of {r['nodes']}), Redis {fmt(rd, '%', 0)}, "
+                     f"load generators {fmt(lp, '%', 0)}", ""))
+
+    lines = [
+        f"# Cluster benchmark results, {time.strftime('%Y-%m-%d', time.gmtime())}",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; every gateway",
+        "node, Redis and the load generators share it. Made by `loadtest/run --cluster`; every figure",
+        "comes from the commands at the end, raw JSON beside this file.",
+        "",
+        f"- build: {uptime('build')}",
+        f"- `uptime` at the start: `{uptime('uptime-start')}`",
+        f"- `uptime` at the end: `{uptime('uptime-end')}`",
+        "",
+        "Each run starts a fresh `redis-server` (`--save \"\" --appendonly no`, on a free loopback",
+        "port) and fresh gateway nodes with `loadtest/bench.yaml` plus `broker: {kind: redis}`.",
+        "Latency is from just before the `POST /broadcast` on node A to the event's arrival on a",
+        "stream: it includes the Lua publish script, Redis pub/sub to every node, and each node's",
+        "fan-out. The many-node run is driven by `loadtest/lib/cluster.py`: it starts sse-loadgen's",
+        "own stream-holding child processes (`sse-loadgen --child`, one per node) and publishes",
+        "itself on node A, one channel for all streams, so the percentiles are over every delivery.",
+        "",
+        "## Against the targets",
+        "",
+        "| figure | target | measured | met |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+
+    order = [r for r in (single, one, cross) if r] + many
+    lines += ["", "## Every run", "",
+              "CPU is in % of one core (200% = the whole machine). \"While publishing\" is averaged from "
+              "the first publish to the last (sample.py timelines); \"machine\" is every process on it, "
+              "from /proc/stat over the whole run, ramp included. Load average at the run's start -> end. "
+              "\"Publish answer\" is how long `POST /broadcast` took to answer (only the many-node "
+              "driver measures it).",
+              "",
+              "| run | nodes | streams open | events | delivered / expected | dup | gaps | disc. | "
+              "latency p50 / p90 / p99 / max | publish answer p50 / max | gateway RSS max (sum) | "
+              "CPU while publishing: gateways / Redis / loadgen | machine busy | load avg |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in order:
+        lg = r.get("loadgen", {})
+        l = lg.get("latency_ms", {})
+        pm = lg.get("publish_ms") or {}
+        name = r["scenario"] if r["target"] == "cluster" else f"{r['scenario']} (memory broker)"
+        a, b = publish_window(r)
+        gw = window_cpu(r.get("server"), a, b)
+        rd = window_cpu(r.get("redis"), a, b)
+        lp = window_cpu(r.get("loadgen_proc"), a, b)
+        m = r.get("machine") or {}
+        mach = (100 * os.cpu_count() * m["busy_cpu_seconds"] / m["total_cpu_seconds"]
+                if m.get("total_cpu_seconds") else None)
+        lines.append(
+            f"| {name} | {r.get('nodes', 1)} | {lg.get('streams_open')} | {lg.get('events_published')} | "
+            f"{lg.get('delivered', 0):,} / {lg.get('expected', 0):,} | {lg.get('duplicates')} | {lg.get('gaps')} | "
+            f"{lg.get('disconnects')} | {fmt(l.get('p50'))} / {fmt(l.get('p90'))} / {fmt(l.get('p99'))} / "
+            f"{fmt(l.get('max'))} ms | {fmt(pm.get('p50'))} / {fmt(pm.get('max'))} ms | "
+            f"{r['server'].get('rss_kib_max', 0) / 1024:,.1f} MiB | "
+            f"{fmt(gw, '%', 0)} / {fmt(rd, '%', 0)} / {fmt(lp, '%', 0)} | {fmt(mach, '%', 0)} | "
+            f"{m.get('loadavg_start', 'n/a')} -> {m.get('loadavg_end', 'n/a')} |")
+
+    for r in [r for r in (one, cross) if r] + many:
+        per_pid = r.get("server", {}).get("per_pid", {})
+        nodes_lg = r.get("loadgen", {}).get("nodes") or []
+        lines += ["", f"### {r['scenario']}: per node", "",
+                  "| node | streams | delivered / expected | latency p50 / p99 | gateway RSS start -> max | "
+                  "gateway CPU s | hub -> socket write p50 / p99 (metric buckets) | events from the Redis log "
+                  "(recovered / lost) | slow consumers |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for k, pid in enumerate(r.get("node_pids", [])):
+            pp = per_pid.get(str(pid), {})
+            mt = (r.get("metrics") or [])[k] if k < len(r.get("metrics") or []) else {}
+            nl = nodes_lg[k] if k < len(nodes_lg) else None
+            if nl is None and k == r["nodes"] - 1 and r["nodes"] <= 2:
+                lg = r.get("loadgen", {})
+                nl = {"streams_open": lg.get("streams_open"), "delivered": lg.get("delivered"),
+                      "expected": lg.get("expected"), "latency_ms": lg.get("latency_ms", {})}
+            role = " (publish)" if k == 0 else ""
+            h = "sse_gateway_publish_to_write_seconds"
+            lines.append(
+                f"| {chr(65 + k)}{role} | {(nl or {}).get('streams_open', 0) or 0:,} | "
+                f"{(nl or {}).get('delivered', 0) or 0:,} / {(nl or {}).get('expected', 0) or 0:,} | "
+                f"{fmt(((nl or {}).get('latency_ms') or {}).get('p50'))} / "
+                f"{fmt(((nl or {}).get('latency_ms') or {}).get('p99'))} ms | "
+                f"{pp.get('rss_kib_start', 0) / 1024:,.1f} -> {pp.get('rss_kib_max', 0) / 1024:,.1f} MiB | "
+                f"{pp.get('cpu_seconds', 'n/a')} | "
+                f"<= {fmt(hist_quantile(mt, h, 0.5))} / <= {fmt(hist_quantile(mt, h, 0.99))} ms | "
+                f"{int(mt.get('sse_gateway_broker_events_recovered_total', 0))} / "
+                f"{int(mt.get('sse_gateway_broker_events_lost_total', 0))} | "
+                f"{int(mt.get('sse_gateway_slow_consumer_disconnects_total', 0))} |")
+        ri = r.get("redis_info") or {}
+        rs = r.get("redis") or {}
+        lines += ["", f"Redis: {rs.get('cpu_seconds', 'n/a')} CPU s over {rs.get('wall_seconds', 'n/a')} s, "
+                  f"RSS max {rs.get('rss_kib_max', 0) / 1024:.1f} MiB, used_memory_peak "
+                  f"{ri.get('used_memory_peak_human', 'n/a')}, {ri.get('connected_clients', 'n/a')} clients, "
+                  f"{ri.get('total_commands_processed', 'n/a')} commands, "
+                  f"client_recent_max_output_buffer {ri.get('client_recent_max_output_buffer', 'n/a')} B."]
+        lp = r.get("loadgen", {}).get("loadgen", {})
+        if lp:
+            lines.append(f"Load generator: {lp.get('processes')} process(es), "
+                         f"{lp.get('rss_bytes_per_stream')} bytes RSS per stream, "
+                         f"first error: {r.get('loadgen', {}).get('first_error')}.")
+
+    notes = sorted(os.path.basename(p) for p in glob.glob(os.path.join(raw, "*.txt"))
+                   if not os.path.basename(p).startswith(("cluster.", "gateway.", "uptime-", "build.")))
+    if notes:
+        rawdir = os.path.basename(os.path.normpath(raw))
+        lines += ["", "Notes kept beside the raw figures (added by hand after the run): " +
+                  ", ".join(f"[`{n}`]({rawdir}/{n})" for n in notes) + "."]
+    lines += ["", "## Commands", "",
+              "`$BENCH_KEY` is the publish key the script sets; ADDR ports are those of that run.",
+              "", "```"]
+    for r in order:
+        lines.append(f"# {r['target']} {r['scenario']}")
+        lines.append(r.get("command", ""))
+    lines += ["```", ""]
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines))
 
 
 if __name__ == "__main__":
