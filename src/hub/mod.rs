@@ -262,12 +262,21 @@ impl Hub {
         let event = make(id);
         state.last_seq = id.seq;
         let now = event.accepted_at;
-        // A subscriber of several of the event's channels gets it once.
-        let mut delivered: Option<HashSet<u64>> = (event.channels.len() > 1).then(HashSet::new);
         for name in event.channels.iter() {
             let channel = state.channel(name, &self.limits_for);
             channel.history.push_back(event.clone());
             channel.evict(now);
+        }
+        // In history now: a publisher waiting for that (shared broker) is woken before the
+        // streams below, so its answer does not queue behind their writes. Anyone who then
+        // subscribes waits for this lock, so sees the fan-out done.
+        self.taken.send_replace(seq);
+        // A subscriber of several of the event's channels gets it once.
+        let mut delivered: Option<HashSet<u64>> = (event.channels.len() > 1).then(HashSet::new);
+        for name in event.channels.iter() {
+            let Some(channel) = state.channels.get_mut(name) else {
+                continue;
+            };
             channel.subscribers.retain(|client_id, sub| {
                 if let Some(seen) = delivered.as_mut() {
                     if !seen.insert(*client_id) {
@@ -277,7 +286,6 @@ impl Hub {
                 offer(sub, &event)
             });
         }
-        self.taken.send_replace(seq);
         event
     }
 
