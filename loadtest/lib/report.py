@@ -13,12 +13,12 @@ import sys
 import time
 
 
-def load(raw):
+def load(raw, targets=("gateway", "nchan", "source")):
     runs = {}
     for path in glob.glob(os.path.join(raw, "*.json")):
         base = os.path.basename(path)
         # TARGET.SCENARIO.json only (not the .loadgen / .server parts).
-        if base.count(".") != 2 or base.split(".")[0] not in ("gateway", "nchan", "source"):
+        if base.count(".") != 2 or base.split(".")[0] not in targets:
             continue
         try:
             with open(path) as f:
@@ -251,17 +251,7 @@ def hist_quantile(metrics, name, q):
 
 
 def cluster_main(raw, out_md):
-    runs = {}
-    for path in glob.glob(os.path.join(raw, "*.json")):
-        base = os.path.basename(path)
-        if base.count(".") != 2 or base.split(".")[0] not in ("gateway", "cluster"):
-            continue
-        try:
-            with open(path) as f:
-                r = json.load(f)
-        except ValueError:
-            continue
-        runs[(r["target"], r["scenario"])] = r
+    runs = load(raw, ("gateway", "cluster"))
     single = runs.get(("gateway", "fanout_10000_2"))
     one = runs.get(("cluster", "redis1_10000_2"))
     cross = runs.get(("cluster", "cross_10000_2"))
