@@ -80,7 +80,7 @@ pub struct Options {
     #[arg(long, default_value_t = 10)]
     pub events: u64,
 
-    /// Bytes of each event's data, padded after "<seq> <unix_nanos> ".
+    /// Bytes of each event's data, padded after `"<seq> <unix_nanos> "`.
     #[arg(long, default_value_t = 64)]
     pub event_bytes: usize,
 

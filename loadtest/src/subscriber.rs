@@ -3,7 +3,7 @@
 //!
 //! Per-stream memory is what decides whether 19,000 streams fit next to the gateway, so a
 //! stream holds only its socket, its framing and parser state and one sequence number. Reads go
-//! into a buffer per worker thread ([`READ_BUF`]), borrowed only between a readiness wake-up and
+//! into a buffer per worker thread (`READ_BUF`), borrowed only between a readiness wake-up and
 //! the end of parsing (no `.await` in between), so an idle stream owns no read buffer at all.
 //! Figures are kept in shared atomics and histograms, not per stream.
 

@@ -232,7 +232,7 @@ impl std::fmt::Debug for ApiKey {
 
 #[derive(Debug, Clone, Default)]
 pub struct CorsConfig {
-    /// Exact origins (scheme://host[:port]).
+    /// Exact origins (`scheme://host[:port]`).
     pub allowed_origins: Vec<String>,
     /// `*` was listed: any origin (only valid without credentials).
     pub allow_any_origin: bool,

@@ -3,10 +3,10 @@
 //! gateway's own history and resume.
 //!
 //! # Layout
-//! - [`relay`]: one task per source: demand, connect, parse, publish, back off, reconnect;
-//! - [`upstream`]: opening the upstream stream with pingora's HTTP client;
-//! - [`backoff`]: reconnect delays that honour the upstream's `retry:`;
-//! - [`status`]: what each source is doing, for `/stats` and metrics.
+//! - `relay`: one task per source: demand, connect, parse, publish, back off, reconnect;
+//! - `upstream`: opening the upstream stream with pingora's HTTP client;
+//! - `backoff`: reconnect delays that honour the upstream's `retry:`;
+//! - `status`: what each source is doing, for `/stats` and metrics.
 //!
 //! Events enter the hub through the broker like `POST /broadcast` ones, so they get the
 //! gateway's ids and history; the upstream's ids are only used to resume the upstream.

@@ -1,6 +1,6 @@
 //! One client's SSE stream: from `GET /events` to the last byte.
 //!
-//! [`request`] parses what the client asks for; [`open`] registers it with the hub, writes the
+//! `request` parses what the client asks for; [`open`] registers it with the hub, writes the
 //! response header through pingora and hands the connection to a task of its own; [`pump`] runs
 //! the stream itself against any [`Downstream`], which is how its timing is tested with paused
 //! time.
