@@ -180,6 +180,7 @@ async fn upstream_faults_are_counted_and_never_reach_subscribers() {
             Then::End,
         ),
         response("503 Service Unavailable", "application/json", "{}"),
+        response("401 Unauthorized", "application/json", r#"{"error":"who are you"}"#),
         response("200 OK", "text/html", "<html></html>"),
         Reply::Sse(vec![], Then::Hold),
         Reply::Sse(
@@ -209,11 +210,11 @@ async fn upstream_faults_are_counted_and_never_reach_subscribers() {
         .collect();
     assert_eq!(got, [("update", "A"), ("message", "B"), ("message", "C")]);
 
-    wait_source(&gw, "six connections", |s| s["reconnects_total"] == 5).await;
+    wait_source(&gw, "seven connections", |s| s["reconnects_total"] == 6).await;
     let stats = source_stats(&gw).await;
     let errors = &stats["errors_total"];
     for (kind, n) in [
-        ("status", 1),
+        ("status", 2),
         ("content_type", 1),
         ("stalled", 1),
         ("malformed", 2),
@@ -234,7 +235,7 @@ async fn upstream_faults_are_counted_and_never_reach_subscribers() {
     );
     assert_eq!(header(&requests[1], "last-event-id"), Some("a1"));
     // The oversized event was dropped whole, its id too; B's id was the last one read.
-    assert_eq!(header(&requests[5], "last-event-id"), Some("b1"));
+    assert_eq!(header(&requests[6], "last-event-id"), Some("b1"));
     assert!(
         !gw.logs().contains("up-secret"),
         "upstream credentials are never logged"
