@@ -180,7 +180,11 @@ async fn upstream_faults_are_counted_and_never_reach_subscribers() {
             Then::End,
         ),
         response("503 Service Unavailable", "application/json", "{}"),
-        response("401 Unauthorized", "application/json", r#"{"error":"who are you"}"#),
+        response(
+            "401 Unauthorized",
+            "application/json",
+            r#"{"error":"who are you"}"#,
+        ),
         response("200 OK", "text/html", "<html></html>"),
         Reply::Sse(vec![], Then::Hold),
         Reply::Sse(
