@@ -196,12 +196,19 @@ impl SourceStatus {
     }
 
     /// Counts `n` faults of one kind and logs `detail` (which never holds a credential).
+    ///
+    /// The log line is written when the kind's total crosses a power of two (1, 2, 4, 8, ...):
+    /// an upstream that repeats a fault with every event must not flood the log at its event
+    /// rate; the counters and `last_error` still see every one.
     pub fn fault(&self, fault: Fault, n: u64, detail: &str) {
-        self.faults[fault as usize].fetch_add(n, Ordering::Relaxed);
+        let before = self.faults[fault as usize].fetch_add(n, Ordering::Relaxed);
+        let total = before + n;
         metrics::SOURCE_ERRORS
             .with_label_values(&[&self.name, fault.as_str()])
             .inc_by(n);
-        tracing::warn!(source = %self.name, kind = fault.as_str(), count = n, "source fault: {detail}");
+        if before.checked_ilog2() != total.checked_ilog2() {
+            tracing::warn!(source = %self.name, kind = fault.as_str(), count = n, total, "source fault: {detail}");
+        }
         *self.last_fault.lock() = Some(format!("{}: {detail}", fault.as_str()));
     }
 
