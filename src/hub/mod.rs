@@ -405,6 +405,15 @@ impl Hub {
             .any(|(name, channel)| !channel.subscribers.is_empty() && matches(name))
     }
 
+    /// Whether any stream subscribes to `channel`.
+    pub fn has_subscribers_on(&self, channel: &str) -> bool {
+        let state = self.state.lock();
+        state
+            .channels
+            .get(channel)
+            .is_some_and(|c| !c.subscribers.is_empty())
+    }
+
     /// Changes whenever a stream subscribes or leaves; see [`Hub::has_subscribers`].
     pub fn watch_subscriptions(&self) -> watch::Receiver<u64> {
         self.subscriptions.subscribe()

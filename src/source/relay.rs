@@ -299,12 +299,14 @@ impl Relay {
 
     /// Whether a stream subscribes to one of this source's channels.
     fn has_audience(&self) -> bool {
-        self.app
-            .hub
-            .has_subscribers(|channel| match &self.cfg.channel {
-                SourceChannel::Fixed(name) => channel == name,
-                SourceChannel::FromEventType { prefix } => channel.starts_with(prefix.as_str()),
-            })
+        let hub = &self.app.hub;
+        match &self.cfg.channel {
+            // One lookup: this runs on every subscribe and leave while the source waits.
+            SourceChannel::Fixed(name) => hub.has_subscribers_on(name),
+            SourceChannel::FromEventType { prefix } => {
+                hub.has_subscribers(|channel| channel.starts_with(prefix.as_str()))
+            }
+        }
     }
 
     /// Resolves once the source has (`true`) or lacks (`false`) an audience.
