@@ -1,0 +1,90 @@
+//! `sse-floor`, the machine's floor for the benchmark report, driven by the load generator over
+//! real sockets: every stream gets every event, over both worker threads.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use clap::Parser as _;
+use sse_loadgen::Options;
+
+/// The floor server on a free loopback port; killed when dropped.
+struct Floor {
+    child: Child,
+    base: String,
+}
+
+impl Floor {
+    fn start(extra: &[&str]) -> Floor {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-floor"))
+            .args(["--listen", "127.0.0.1:0", "--max-seconds", "60"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sse-floor starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("sse-floor listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Floor { child, base }
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_on_every_thread_gets_every_event() {
+    let floor = Floor::start(&["--threads", "2"]);
+    let url = format!("{}/sub", floor.base);
+    let publish_url = format!("{}/pub", floor.base);
+    let options = Options::try_parse_from([
+        "sse-loadgen",
+        "--url",
+        &url,
+        "--publish-url",
+        &publish_url,
+        "--publish-format",
+        "raw",
+        "--streams",
+        "101",
+        "--events",
+        "12",
+        "--rate",
+        "40",
+        "--duration",
+        "20",
+    ])
+    .unwrap();
+    let report = sse_loadgen::run(options).await.unwrap();
+    assert!(report.pass, "{}", report.summary());
+    assert_eq!(report.streams_open, 101);
+    assert_eq!(report.delivered, 101 * 12);
+    assert_eq!((report.duplicates, report.gaps), (0, 0));
+}
+
+#[test]
+fn refuses_a_listen_address_off_loopback_and_bad_options() {
+    for args in [
+        &["--listen", "0.0.0.0:0"][..],
+        &["--threads", "0"],
+        &["--threads"],
+        &["--bogus", "1"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sse-floor"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: sse-floor"));
+    }
+}
