@@ -48,6 +48,12 @@ def rss_per_stream(r):
     return (s["rss_kib_max"] - s["rss_kib_start"]) / n if n else None
 
 
+def per_event(figures):
+    """CPU per delivered event, "user + kernel" in µs, from sse-loadgen's figures."""
+    u, k = (figures or {}).get("cpu_user_us_per_event"), (figures or {}).get("cpu_kernel_us_per_event")
+    return "n/a" if u is None or k is None else f"{u:.1f} + {k:.1f} µs"
+
+
 def fmt(v, unit="", digits=1):
     if v is None:
         return "n/a"
@@ -143,8 +149,11 @@ def main():
         "the end. nchan is nginx + libnginx-mod-nchan from Debian, 2 worker processes (see",
         "`loadtest/peers/nchan/`). The floor is `sse-floor` (`loadtest/src/bin/sse-floor.rs`), 2 threads:",
         "one `write` per stream per event straight from an epoll loop, nothing else, i.e. the least",
-        "any HTTP/1.1 SSE server can do here under the same load generator. \"x floor\" is the",
-        "gateway's figure over the floor's.",
+        "any HTTP/1.1 SSE server can do here under the same load generator to send each event on its",
+        "own. It does not batch, so where events come faster than one fan-out takes (20 events/s to",
+        "10,000 streams) it falls behind and the gateway, which writes whatever is queued in one write,",
+        "beats it. \"x floor\" is the gateway's figure over the floor's; for k6 the floor is k6's own",
+        "ceiling here, `sse-floor` answering the publishes with nothing else to do.",
         "",
         "## Against the targets",
         "",
@@ -153,8 +162,8 @@ def main():
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "## Every run", "",
-              "| target | scenario | streams open | events | delivered | dup | gaps | disconnects | connect p99 | latency p50 / p90 / p99 / max | server RSS max | server CPU |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| target | scenario | streams open | events | delivered | dup | gaps | disconnects | connect p99 | latency p50 / p90 / p99 / max | server RSS max | server CPU | CPU per delivered event, server / load generator (user + kernel) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (t, name), r in sorted(runs.items()):
         lg = r.get("loadgen", {})
         if not lg:
@@ -165,7 +174,8 @@ def main():
             f"{lg.get('delivered')} / {lg.get('expected')} | {lg.get('duplicates')} | {lg.get('gaps')} | "
             f"{lg.get('disconnects')} | {fmt(lg.get('connect_ms', {}).get('p99'), ' ms')} | "
             f"{fmt(l.get('p50'))} / {fmt(l.get('p90'))} / {fmt(l.get('p99'))} / {fmt(l.get('max'))} ms | "
-            f"{r['server']['rss_kib_max'] / 1024:,.1f} MiB | {r['server']['cpu_percent_avg']}% |")
+            f"{r['server']['rss_kib_max'] / 1024:,.1f} MiB | {r['server']['cpu_percent_avg']}% | "
+            f"{per_event(lg.get('server'))} / {per_event(lg.get('loadgen'))} |")
     lines += ["", f"![latency percentiles against stream count]({os.path.basename(out_svg)})", "",
               "## Commands", "", "The load generator is `target/release/sse-loadgen`; `$BENCH_KEY` is the",
               "publish key the script sets for the gateway. Each run starts a fresh server.", "", "```"]

@@ -85,7 +85,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             );
         }
     }
-    let sampler = opts.server_pid.map(RssSampler::start);
+    let server_pids = &opts.server_pid;
+    let sampler = (!server_pids.is_empty()).then(|| RssSampler::start(server_pids));
 
     // Open every stream before the first publish, so that each one expects every event.
     let mut loadgen = LoadgenFigures {
@@ -122,13 +123,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         tokio::time::sleep_until(hold_until).await;
     }
     let mut server = ServerFigures::default();
-    let cpu_mark = match (opts.server_pid, &sampler) {
-        (Some(pid), Some(sampler)) => {
-            server.rss_kib_idle = sampler.sample(pid);
-            CpuMark::now(pid)
-        }
-        _ => None,
-    };
+    let cpu_mark = sampler.as_ref().and_then(|sampler| {
+        server.rss_kib_idle = sampler.sample();
+        CpuMark::now(server_pids)
+    });
+    // Our own CPU, when this process holds every stream.
+    let own_mark = (processes <= 1)
+        .then(|| CpuMark::now(&[std::process::id()]))
+        .flatten();
 
     let publishing = publish_all(&opts, publish_target, deadline).await;
 
@@ -140,13 +142,21 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         }
         Holders::Children(children) => children.finish(publishing.last_seq, deadline).await,
     };
-    if let (Some(pid), Some(mark)) = (opts.server_pid, cpu_mark) {
-        if opts.events > 0 {
-            server.cpu_percent_avg = mark.percent_since(pid);
+    if opts.events > 0 {
+        if let Some(spent) = cpu_mark.as_ref().and_then(CpuMark::spent) {
+            server.cpu_percent_avg = spent.percent();
+            (server.cpu_user_us_per_event, server.cpu_kernel_us_per_event) =
+                spent.micros_per(stats.delivered).unzip();
+        }
+        if let Some(spent) = own_mark.as_ref().and_then(CpuMark::spent) {
+            (
+                loadgen.cpu_user_us_per_event,
+                loadgen.cpu_kernel_us_per_event,
+            ) = spent.micros_per(stats.delivered).unzip();
         }
     }
-    if let (Some(pid), Some(sampler)) = (opts.server_pid, &sampler) {
-        sampler.sample(pid);
+    if let Some(sampler) = &sampler {
+        sampler.sample();
         server.rss_kib_max = sampler.max_kib();
     }
 

@@ -96,9 +96,10 @@ pub struct Options {
     #[arg(long, default_value_t = 5.0)]
     pub settle: f64,
 
-    /// Sample this process's RSS (VmRSS) and CPU from /proc every 500 ms.
+    /// Sample this server process's RSS (VmRSS) and CPU from /proc every 500 ms; repeat it for
+    /// a server made of several processes (nginx's workers), whose figures are added up.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
 
     /// Print only the one JSON line.
     #[arg(long)]

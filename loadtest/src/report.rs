@@ -80,6 +80,12 @@ pub struct ServerFigures {
     pub rss_kib_max: Option<u64>,
     /// Average CPU use, in percent of one core, from the first publish until deliveries ended.
     pub cpu_percent_avg: Option<f64>,
+    /// Over the same time, CPU per delivered event in µs: in user space, and in the kernel
+    /// (which on loopback also runs the receiving end's TCP input).
+    #[serde(default)]
+    pub cpu_user_us_per_event: Option<f64>,
+    #[serde(default)]
+    pub cpu_kernel_us_per_event: Option<f64>,
 }
 
 /// The load generator's own footprint: what the streams cost on the client side.
@@ -92,6 +98,12 @@ pub struct LoadgenFigures {
     pub rss_kib_idle: u64,
     /// `(idle - before) / open streams`, in bytes.
     pub rss_bytes_per_stream: u64,
+    /// The load generator's own CPU per delivered event in µs, user and kernel, from the first
+    /// publish until deliveries ended (one process only; not measured with `--processes`).
+    #[serde(default)]
+    pub cpu_user_us_per_event: Option<f64>,
+    #[serde(default)]
+    pub cpu_kernel_us_per_event: Option<f64>,
 }
 
 /// The figures of one run. `pass` is true when every stream opened, every event was published
@@ -187,6 +199,22 @@ impl Report {
             self.loadgen.rss_kib_before,
             self.loadgen.rss_kib_idle,
             self.loadgen.rss_bytes_per_stream
+        );
+        let per_event = |user: Option<f64>, kernel: Option<f64>| match (user, kernel) {
+            (Some(u), Some(k)) => format!("{u:.2} user + {k:.2} kernel"),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "cpu us/event: server {}, loadgen {}",
+            per_event(
+                self.server.cpu_user_us_per_event,
+                self.server.cpu_kernel_us_per_event
+            ),
+            per_event(
+                self.loadgen.cpu_user_us_per_event,
+                self.loadgen.cpu_kernel_us_per_event
+            )
         );
         let _ = writeln!(s, "elapsed:     {:.2} s", self.elapsed_s);
         if let Some(error) = &self.first_error {

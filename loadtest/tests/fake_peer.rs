@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use clap::Parser as _;
-use sse_loadgen::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
+
+mod common;
+use common::raw_options;
 
 /// Serves `GET` as a close-delimited event stream and turns each `POST` body into one event for
 /// every stream. Returns its base URL.
@@ -79,45 +80,35 @@ async fn serve(mut conn: TcpStream, events: broadcast::Sender<Arc<str>>) {
     }
 }
 
-fn options(base: &str, extra: &[&str]) -> Options {
-    let url = format!("{base}/sub");
-    let publish_url = format!("{base}/pub");
-    let mut args = vec![
-        "sse-loadgen",
-        "--url",
-        &url,
-        "--publish-url",
-        &publish_url,
-        "--publish-format",
-        "raw",
-        "--streams",
-        "40",
-        "--source-ips",
-        "3",
-        "--events",
-        "10",
-        "--rate",
-        "50",
-        "--duration",
-        "15",
-    ];
-    args.extend_from_slice(extra);
-    Options::try_parse_from(args).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_publishes_reach_close_delimited_streams() {
     let base = fake_peer().await;
-    let report = sse_loadgen::run(options(&base, &[])).await.unwrap();
+    // The peer runs in this process, so it is also "the server" whose figures are sampled.
+    let pid = std::process::id().to_string();
+    let report = sse_loadgen::run(raw_options(&base, &["--server-pid", &pid]))
+        .await
+        .unwrap();
     assert!(report.pass, "{}", report.summary());
     assert_eq!(report.delivered, 40 * 10);
     assert_eq!(report.latency_ms.count, 40 * 10);
+    // CPU per delivered event, the server's and the load generator's own, user and kernel.
+    let (server, loadgen) = (&report.server, &report.loadgen);
+    for figure in [
+        server.cpu_user_us_per_event,
+        server.cpu_kernel_us_per_event,
+        loadgen.cpu_user_us_per_event,
+        loadgen.cpu_kernel_us_per_event,
+    ] {
+        assert!(figure.is_some_and(|us| us >= 0.0), "{}", report.summary());
+    }
+    assert!(server.rss_kib_idle.is_some_and(|kib| kib > 0));
+    assert!(report.summary().contains("cpu us/event: server "));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_add_up() {
     let base = fake_peer().await;
-    let mut opts = options(&base, &["--processes", "2", "--streams", "41"]);
+    let mut opts = raw_options(&base, &["--processes", "2", "--streams", "41"]);
     opts.exe = Some(env!("CARGO_BIN_EXE_sse-loadgen").into());
     let report = sse_loadgen::run(opts).await.unwrap();
     assert!(report.pass, "{}", report.summary());
@@ -139,7 +130,7 @@ async fn the_deadline_ends_a_run_against_a_silent_server() {
         }
     });
     let started = std::time::Instant::now();
-    let report = sse_loadgen::run(options(&base, &["--duration", "1.5"]))
+    let report = sse_loadgen::run(raw_options(&base, &["--duration", "1.5"]))
         .await
         .unwrap();
     assert!(started.elapsed() < std::time::Duration::from_millis(2500));

@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use clap::Parser as _;
-use sse_loadgen::Options;
+mod common;
+use common::raw_options;
 
 /// The floor server on a free loopback port; killed when dropped.
 struct Floor {
@@ -45,26 +45,19 @@ impl Drop for Floor {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_on_every_thread_gets_every_event() {
     let floor = Floor::start(&["--threads", "2"]);
-    let url = format!("{}/sub", floor.base);
-    let publish_url = format!("{}/pub", floor.base);
-    let options = Options::try_parse_from([
-        "sse-loadgen",
-        "--url",
-        &url,
-        "--publish-url",
-        &publish_url,
-        "--publish-format",
-        "raw",
-        "--streams",
-        "101",
-        "--events",
-        "12",
-        "--rate",
-        "40",
-        "--duration",
-        "20",
-    ])
-    .unwrap();
+    let options = raw_options(
+        &floor.base,
+        &[
+            "--streams",
+            "101",
+            "--events",
+            "12",
+            "--rate",
+            "40",
+            "--duration",
+            "20",
+        ],
+    );
     let report = sse_loadgen::run(options).await.unwrap();
     assert!(report.pass, "{}", report.summary());
     assert_eq!(report.streams_open, 101);
