@@ -84,6 +84,10 @@ fn main() {
 }
 
 /// What a worker is handed by others: new connections and frames to write to its streams.
+///
+/// Not bounded, on purpose: this is a loopback benchmark peer fed by a load generator that
+/// publishes a bounded number of events and opens a bounded number of streams, and a worker
+/// that falls behind must still write every frame, or the floor it measures would be false.
 struct Inbox {
     waker: Waker,
     connections: Mutex<Vec<std::net::TcpStream>>,
