@@ -94,6 +94,10 @@ async fn clients_page_with_a_cursor_and_can_be_disconnected() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     streams[0].until_end(T).await;
+    assert_eq!(
+        streams[0].end_error, None,
+        "a kicked stream ends with a complete chunked body"
+    );
     eventually(T, "6 left", || async {
         gw.admin_get("/stats").await["streams"]["open"] == 6
     })

@@ -191,8 +191,13 @@ struct ChunkedSocket {
 impl Downstream for ChunkedSocket {
     async fn write(&mut self, chunk: Bytes, end: bool) -> Result<(), WriteError> {
         let mut head = [0u8; 18];
-        let head = chunk_size_line(chunk.len(), &mut head);
-        let tail: &'static [u8] = if end { b"\r\n0\r\n\r\n" } else { b"\r\n" };
+        // An empty chunk would read as the last one: write only the end, if asked.
+        let (head, tail): (&[u8], &'static [u8]) = match (chunk.is_empty(), end) {
+            (true, true) => (b"", b"0\r\n\r\n"),
+            (true, false) => return Ok(()),
+            (false, true) => (chunk_size_line(chunk.len(), &mut head), b"\r\n0\r\n\r\n"),
+            (false, false) => (chunk_size_line(chunk.len(), &mut head), b"\r\n"),
+        };
         let mut buf = Buf::chain(head, chunk).chain(tail);
         let write = async {
             self.stream.write_all_buf(&mut buf).await?;

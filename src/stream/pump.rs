@@ -27,6 +27,10 @@ const MAX_BATCH: usize = 256;
 pub const TOKEN_EXPIRED_EVENT: &str = "token_expired";
 pub const TOKEN_EXPIRED_DATA: &str = r#"{"reason":"token_expired"}"#;
 
+/// How long a kicked stream's last chunk may take: the operator wants it gone, and a client that
+/// cannot take a few bytes at once is not worth waiting for.
+const KICK_WRITE_DEADLINE: Duration = Duration::from_secs(1);
+
 /// About 30 years: far enough to mean "never", and safely inside what the timer can represent.
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
@@ -226,7 +230,12 @@ pub async fn pump<D: Downstream>(
         }
     };
 
-    if matches!(end, End::Lifetime | End::Shutdown | End::TokenExpired) {
+    if end == End::Kicked {
+        // The response still ends properly (the last chunk on HTTP/1.1), so that every client
+        // sees a complete body and reconnects as after any other end, rather than reporting a
+        // broken one.
+        let _ = tokio::time::timeout(KICK_WRITE_DEADLINE, out.write(Bytes::new(), true)).await;
+    } else if matches!(end, End::Lifetime | End::Shutdown | End::TokenExpired) {
         // Flush what is already queued, then the last word.
         let mut last = BytesMut::new();
         while let Ok(event) = live.try_recv() {

@@ -310,6 +310,9 @@ pub struct SseClient {
     pub raw: Vec<u8>,
     /// The body ended (server closed the stream).
     pub ended: bool,
+    /// Why the body ended badly (a cut-off chunked body, a reset), if it did: what a strict
+    /// client (Chromium, httpx, curl) reports as an error.
+    pub end_error: Option<String>,
 }
 
 impl SseClient {
@@ -333,6 +336,7 @@ impl SseClient {
             pending: Default::default(),
             raw: Vec::new(),
             ended: false,
+            end_error: None,
         }
     }
 
@@ -352,7 +356,8 @@ impl SseClient {
                     self.parser.push(&chunk, &mut out).expect("valid SSE");
                     self.pending.extend(out);
                 }
-                Ok(_) => {
+                Ok(end) => {
+                    self.end_error = end.and_then(|e| e.err()).map(|e| format!("{e:?}"));
                     self.ended = true;
                     self.body = None;
                     return None;

@@ -308,6 +308,24 @@ async fn a_kicked_stream_ends_at_once() {
     client.close(CloseReason::Kicked);
     assert_eq!(task.await.unwrap(), End::Kicked);
     assert!(hub.clients().is_empty(), "unregistered when it ends");
+    let last = out.chunks.lock().last().cloned().expect("written");
+    assert!(last.2, "the response is ended properly, not cut off");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kicked_stream_that_cannot_take_its_end_is_not_waited_for() {
+    let (hub, mut out) = (hub(), Recorder::new());
+    out.stall_after = Some(1);
+    let task = start(&hub, &out, settings(), Arc::default());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    hub.clients()
+        .all()
+        .pop()
+        .unwrap()
+        .close(CloseReason::Kicked);
+    let at = Instant::now();
+    assert_eq!(task.await.unwrap(), End::Kicked);
+    assert!(at.elapsed() <= KICK_WRITE_DEADLINE, "{:?}", at.elapsed());
 }
 
 #[tokio::test(start_paused = true)]
