@@ -61,6 +61,12 @@ metric!(BROKER_EVENTS_RECOVERED: IntCounter = register_int_counter!(
 metric!(BROKER_EVENTS_LOST: IntCounter = register_int_counter!(
     "sse_gateway_broker_events_lost_total",
     "Events gone from the Redis log before this node could read them (resumes across them reset)"));
+metric!(BROKER_EVENTS_RESTORED: IntCounter = register_int_counter!(
+    "sse_gateway_broker_events_restored_total",
+    "Events this node gave back to a Redis log that lost its data, from its own history"));
+metric!(PUBLISH_UNCONFIRMED: IntCounter = register_int_counter!(
+    "sse_gateway_publish_unconfirmed_total",
+    "Publishes answered 503 because their event did not come back to this node in time"));
 metric!(LIMIT_REJECTIONS: IntCounterVec = register_int_counter_vec!(
     "sse_gateway_limit_rejections_total",
     "Requests refused by a limit: max_connections, per_ip, per_user, connect_rate, publish_rate, \
@@ -118,6 +124,8 @@ pub fn init() {
     LazyLock::force(&DRAINING);
     LazyLock::force(&BROKER_EVENTS_RECOVERED);
     LazyLock::force(&BROKER_EVENTS_LOST);
+    LazyLock::force(&BROKER_EVENTS_RESTORED);
+    LazyLock::force(&PUBLISH_UNCONFIRMED);
     for limit in [
         "max_connections",
         "per_ip",

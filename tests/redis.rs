@@ -35,6 +35,23 @@ async fn readyz(gw: &Gateway) -> u16 {
     }
 }
 
+/// Publishes until accepted (a node refuses with 503 while the cluster recovers after Redis
+/// lost its data); returns the id.
+async fn publish_eventually(gw: &Gateway, channel: &str, data: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = gw
+            .publish(serde_json::json!({"channel": channel, "event": "note", "data": data}))
+            .await;
+        match status {
+            202 => return body["id"].as_str().expect("id").to_owned(),
+            503 => assert!(std::time::Instant::now() < deadline, "still 503: {body}"),
+            other => panic!("publish answered {other}: {body}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The seq part of an id `<epoch>-<seq>`.
 fn seq(id: &str) -> u64 {
     id.rsplit('-')
@@ -124,6 +141,7 @@ async fn killed_subscriptions_lose_nothing() {
     let a = node(&redis, "").await;
     let b = node(&redis, "").await;
     let mut client = SseClient::connect(&b.url("/events?channel=x")).await;
+    let mut on_publisher = SseClient::connect(&a.url("/events?channel=x")).await;
     let mut expected = Vec::new();
     for n in 0..60 {
         if n % 10 == 5 {
@@ -135,6 +153,11 @@ async fn killed_subscriptions_lose_nothing() {
     }
     let got: Vec<String> = client.data(60, WAIT).await;
     assert_eq!(got, expected);
+    assert_eq!(
+        on_publisher.data(60, WAIT).await,
+        expected,
+        "on the publishing node too"
+    );
     assert!(!client.ended, "the stream never dropped");
     client.assert_no_event(Duration::from_millis(300)).await;
     // What pub/sub dropped while B resubscribed came from the log.
@@ -191,7 +214,7 @@ async fn a_redis_outage_refuses_publishes_keeps_streams_and_recovers() {
     redis.restart();
     wait_ready(&a).await;
     wait_ready(&b).await;
-    let after = a.publish_ok("x", "note", "after").await;
+    let after = publish_eventually(&a, "x", "after").await;
     assert!(seq(&after) > seq(&before), "{after} after {before}");
     let event = client
         .next_event(WAIT)
@@ -396,4 +419,180 @@ async fn stats_and_clients_say_which_node_answered_and_aggregate_the_cluster() {
         .await
         .expect("request");
     assert_eq!(bad.status(), 400);
+}
+
+/// What one publisher saw: every answer, in order.
+#[derive(Default)]
+struct Answers {
+    /// (id, data) of every 202.
+    accepted: Vec<(String, String)>,
+    /// Statuses and error codes of the rest.
+    refused: Vec<(u16, String, bool)>,
+}
+
+/// Publishes `<name>-<n>` on channel `race` every few ms until `stop`.
+async fn publish_continuously(
+    gw: &Gateway,
+    name: &str,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Answers {
+    let mut answers = Answers::default();
+    let client = reqwest::Client::new();
+    for n in 0.. {
+        if *stop.borrow() {
+            break;
+        }
+        let data = format!("{name}-{n}");
+        let sent = client
+            .post(gw.url("/broadcast"))
+            .header("x-api-key", KEY)
+            .json(&serde_json::json!({"channel": "race", "event": "note", "data": data}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let Ok(resp) = sent else {
+            answers.refused.push((0, "transport".into(), false));
+            continue;
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().contains_key("retry-after");
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status == 202 {
+            let id = body["id"].as_str().expect("id").to_owned();
+            answers.accepted.push((id, data));
+        } else {
+            let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+            answers.refused.push((status, code, retry_after));
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_202_through_redis_restarts_arrives_exactly_once_in_order_on_every_node() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let b = node(&redis, "").await;
+    let mut subscribers = [
+        SseClient::connect(&a.url("/events?channel=race")).await,
+        SseClient::connect(&b.url("/events?channel=race")).await,
+    ];
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let publishing = async {
+        tokio::join!(
+            publish_continuously(&a, "A", &stop),
+            publish_continuously(&b, "B", &stop)
+        )
+    };
+    let faults = async {
+        // Three times: Redis is killed while both nodes publish, and comes back empty.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            redis.stop();
+            eventually(WAIT, "both nodes notice", || async {
+                readyz(&a).await == 503 && readyz(&b).await == 503
+            })
+            .await;
+            redis.restart();
+            wait_ready(&a).await;
+            wait_ready(&b).await;
+        }
+        // Publishing resumes after the last recovery before the publishers stop.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop_tx.send_replace(true);
+    };
+    let ((from_a, from_b), ()) = tokio::join!(publishing, faults);
+
+    // Refusals are 503 broker_unavailable with Retry-After, nothing else; and there were some.
+    let refused: Vec<_> = from_a.refused.iter().chain(&from_b.refused).collect();
+    assert!(!refused.is_empty(), "the restarts refused publishes");
+    for (status, code, retry_after) in &refused {
+        assert_eq!(
+            (*status, code.as_str(), *retry_after),
+            (503, "broker_unavailable", true)
+        );
+    }
+    // Each publisher had events accepted after the last restart too.
+    for answers in [&from_a, &from_b] {
+        assert!(
+            answers.accepted.len() > 10,
+            "{} accepted",
+            answers.accepted.len()
+        );
+    }
+
+    // A last event from each node marks the end of what the subscribers must have.
+    let ends = [
+        publish_eventually(&a, "race", "A-end").await,
+        publish_eventually(&b, "race", "B-end").await,
+    ];
+    let mut accepted: Vec<(String, String)> = from_a
+        .accepted
+        .iter()
+        .chain(&from_b.accepted)
+        .cloned()
+        .collect();
+    accepted.sort_by_key(|(id, _)| seq(id));
+    for (i, subscriber) in subscribers.iter_mut().enumerate() {
+        let mut got: Vec<(String, String)> = Vec::new();
+        while !ends.iter().all(|end| got.iter().any(|(id, _)| id == end)) {
+            let event = subscriber
+                .next_event(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("node {i}: stream stalled after {} events", got.len()));
+            assert_ne!(event.event.as_str(), "reset", "node {i}: {event:?}");
+            got.push((event.id, event.data));
+        }
+        assert!(
+            got.windows(2).all(|w| seq(&w[0].0) < seq(&w[1].0)),
+            "node {i}: ids strictly increase"
+        );
+        // Every accepted event, with its id, exactly once; an event answered 503 may or may
+        // not have been delivered (the publisher cannot know, as after any timeout).
+        let received: std::collections::HashMap<&str, &str> = got
+            .iter()
+            .map(|(id, data)| (id.as_str(), data.as_str()))
+            .collect();
+        let missing: Vec<&(String, String)> = accepted
+            .iter()
+            .filter(|(id, data)| received.get(id.as_str()) != Some(&data.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "node {i}: {} of {} accepted events missing, first {:?}",
+            missing.len(),
+            accepted.len(),
+            missing.first()
+        );
+        let mut datas: Vec<&str> = got.iter().map(|(_, d)| d.as_str()).collect();
+        datas.sort_unstable();
+        let before = datas.len();
+        datas.dedup();
+        assert_eq!(before, datas.len(), "node {i}: no event twice");
+    }
+}
+
+#[tokio::test]
+async fn the_nodes_give_their_history_back_to_a_redis_that_lost_it() {
+    let mut redis = RedisServer::start();
+    let a = node(&redis, "").await;
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(a.publish_ok("x", "note", &n.to_string()).await);
+    }
+    redis.restart();
+    eventually(WAIT, "the history back in the log", || async {
+        a.metric("sse_gateway_broker_events_restored_total", "")
+            .await
+            == 5.0
+    })
+    .await;
+    // A node that never saw those events serves a resume from them, from the shared log.
+    let late = node(&redis, "").await;
+    let mut client = late.resume("/events?channel=x", &ids[1]).await;
+    assert_eq!(client.data(3, WAIT).await, ["3", "4", "5"]);
+    let next = publish_eventually(&a, "x", "6").await;
+    assert!(seq(&next) > seq(&ids[4]), "{next} after {}", ids[4]);
+    assert_eq!(client.events(1, WAIT).await[0].id, next);
 }

@@ -452,15 +452,9 @@ impl Checker {
                 BrokerConfig::Memory
             }
             (Kind::Redis, Some(url)) => {
-                let valid = ["redis://", "rediss://"]
-                    .iter()
-                    .any(|scheme| url.value.len() > scheme.len() && url.value.starts_with(scheme));
-                if !valid {
+                if let Err(problem) = crate::broker::redis::check_url(&url.value) {
                     // The URL may carry a password: not echoed.
-                    self.err(
-                        &url,
-                        "broker.url: expected redis://host:port or rediss://host:port",
-                    );
+                    self.err(&url, format!("broker.url: {problem}"));
                 }
                 BrokerConfig::Redis { url: url.value }
             }
@@ -1868,6 +1862,8 @@ shutdown:
             "broker: {kind: redis, url: \"http://x:1\"}",
             "1:28: broker.url: expected redis://host:port",
         );
+        let config = load("broker: {kind: redis, url: \"unix:///run/redis.sock\"}");
+        assert!(matches!(config.broker, BrokerConfig::Redis { .. }));
         one_problem(
             "broker: {url: \"redis://x:1\"}",
             "1:15: broker.url: only used with `kind: redis`",

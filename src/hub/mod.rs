@@ -134,9 +134,16 @@ impl Channel {
 }
 
 struct State {
+    /// The sequence the ids belong to (see [`EventId`]); changes only when a node joins a
+    /// sequence the cluster restarted without it ([`Hub::rejoin`]).
+    epoch: u64,
     channels: HashMap<Box<str>, Channel>,
     /// Seq of the last event delivered; the next must be greater.
     last_seq: u64,
+    /// The latest ranges of seqs declared lost ([`Hub::skip_to`]), newest last and at most
+    /// [`SKIPS_KEPT`]: a publisher waiting for its event learns whether it arrived or was
+    /// skipped over.
+    skipped: VecDeque<(u64, u64)>,
     /// Highest `evicted_upto` of the channels that were dropped from the map once idle: a channel
     /// without an entry may have had events up to here, so resuming below it is a `reset`.
     pruned_floor: u64,
@@ -153,9 +160,12 @@ impl State {
     }
 }
 
+/// Lost ranges remembered for waiting publishers: far more than can happen within one
+/// publish's wait.
+const SKIPS_KEPT: usize = 64;
+
 /// Channels, history and fan-out for one node. See the module doc for the ordering guarantees.
 pub struct Hub {
-    epoch: u64,
     state: Mutex<State>,
     clients: ClientRegistry,
     /// Resolves history limits for a channel (from the config's channel rules).
@@ -175,10 +185,11 @@ impl Hub {
         limits_for: impl Fn(&str) -> HistoryLimits + Send + Sync + 'static,
     ) -> Arc<Hub> {
         Arc::new(Hub {
-            epoch,
             state: Mutex::new(State {
+                epoch,
                 channels: HashMap::new(),
                 last_seq: 0,
+                skipped: VecDeque::new(),
                 pruned_floor: 0,
             }),
             clients: ClientRegistry::default(),
@@ -189,7 +200,7 @@ impl Hub {
     }
 
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.state.lock().epoch
     }
 
     pub fn clients(&self) -> &ClientRegistry {
@@ -233,6 +244,11 @@ impl Hub {
             return;
         }
         let lost_upto = seq - 1;
+        let first_lost = state.last_seq + 1;
+        if state.skipped.len() == SKIPS_KEPT {
+            state.skipped.pop_front();
+        }
+        state.skipped.push_back((first_lost, lost_upto));
         state.last_seq = lost_upto;
         state.pruned_floor = state.pruned_floor.max(lost_upto);
         for channel in state.channels.values_mut() {
@@ -242,11 +258,55 @@ impl Hub {
         self.taken.send_replace(lost_upto);
     }
 
-    /// Resolves once event `seq` has been taken in (or skipped).
-    pub async fn taken(&self, seq: u64) {
+    /// Resolves once event `seq` has been taken in (`true`) or skipped over as lost (`false`).
+    pub async fn taken(&self, seq: u64) -> bool {
         let mut taken = self.taken.subscribe();
         // The sender lives as long as the hub, which outlives this borrow.
         let _ = taken.wait_for(|&last| last >= seq).await;
+        let state = self.state.lock();
+        !state
+            .skipped
+            .iter()
+            .any(|&(from, to)| (from..=to).contains(&seq))
+    }
+
+    /// Joins a sequence the cluster started without this node (its shared log was lost and
+    /// another node began anew): ids carry `epoch` from now on and continue after `seq`. The
+    /// history of the old sequence is dropped, since its ids mean nothing in the new one; open
+    /// streams stay and receive the new sequence's events, and a resume from an old id gets
+    /// `reset`.
+    pub fn rejoin(&self, epoch: u64, seq: u64) {
+        let mut state = self.state.lock();
+        state.epoch = epoch;
+        state.last_seq = seq;
+        state.skipped.clear();
+        state.pruned_floor = seq;
+        for channel in state.channels.values_mut() {
+            channel.history.clear();
+            channel.evicted_upto = seq;
+        }
+        drop(state);
+        self.taken.send_replace(seq);
+    }
+
+    /// The events still in some channel's history with a seq above `after`, in order, at most
+    /// the `max` newest: what this node can give back to a shared log that lost them.
+    pub fn tail(&self, after: u64, max: usize) -> Vec<Arc<Event>> {
+        let state = self.state.lock();
+        let mut tail: Vec<Arc<Event>> = state
+            .channels
+            .values()
+            .flat_map(|channel| {
+                let start = channel.history.partition_point(|e| e.id.seq <= after);
+                channel.history.range(start..).cloned()
+            })
+            .collect();
+        drop(state);
+        tail.sort_unstable_by_key(|e| e.id.seq);
+        tail.dedup_by_key(|e| e.id.seq);
+        let excess = tail.len().saturating_sub(max);
+        tail.drain(..excess);
+        tail
     }
 
     fn take_in(
@@ -256,7 +316,7 @@ impl Hub {
         make: impl FnOnce(EventId) -> Arc<Event>,
     ) -> Arc<Event> {
         let id = EventId {
-            epoch: self.epoch,
+            epoch: state.epoch,
             seq,
         };
         let event = make(id);
@@ -338,7 +398,7 @@ impl Hub {
             },
         };
         let position = EventId {
-            epoch: self.epoch,
+            epoch: state.epoch,
             seq: state.last_seq,
         };
         drop(state);
@@ -368,7 +428,7 @@ impl Hub {
         channels: &[Box<str>],
     ) -> Result<u64, ResetReason> {
         let id = EventId::parse(raw).ok_or(ResetReason::Malformed)?;
-        if id.epoch != self.epoch || id.seq > state.last_seq {
+        if id.epoch != state.epoch || id.seq > state.last_seq {
             return Err(ResetReason::Unknown);
         }
         // Every channel has an entry by now: subscribe creates the missing ones.
@@ -464,3 +524,6 @@ fn offer(sub: &Subscriber, event: &Arc<Event>) -> bool {
         Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
+
+#[cfg(test)]
+mod tests;

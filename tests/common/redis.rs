@@ -1,37 +1,49 @@
-//! A `redis-server` of a test's own, on a free port, without persistence: stopped and started
-//! again on the same port to play an outage, and spoken to in inline commands.
+//! A `redis-server` of a test's own, without persistence, listening only on a unix socket in the
+//! test's temp dir: stopped and started again at the same address to play an outage, with no
+//! chance that another test takes that address in between (as a freed TCP port could be), and
+//! spoken to in inline commands.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     child: Option<Child>,
-    pub port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut server = RedisServer { child: None, port };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer { child: None, dir };
         server.restart();
         server
     }
 
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
     }
 
-    /// (Re)starts it on its port, empty (nothing is persisted), and waits until it answers.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// (Re)starts it at its socket, empty (nothing is persisted), and waits until it answers.
     pub fn restart(&mut self) {
         self.stop();
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -50,11 +62,12 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_file(self.socket());
     }
 
     /// Sends one inline command and returns the first line of the answer ("" if none).
     pub fn command(&self, command: &str) -> String {
-        let Ok(mut sock) = TcpStream::connect(("127.0.0.1", self.port)) else {
+        let Ok(mut sock) = UnixStream::connect(self.socket()) else {
             return String::new();
         };
         let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));

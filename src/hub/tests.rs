@@ -1,0 +1,80 @@
+//! The hub's bookkeeping for a shared broker: skipped ranges, the tail it gives back to a log
+//! that lost it, and joining a new sequence.
+
+use super::*;
+
+fn hub() -> Arc<Hub> {
+    Hub::new(7, |_| HistoryLimits {
+        max_events: 100,
+        max_age: Duration::from_secs(600),
+    })
+}
+
+fn event(channels: &[&str], data: &str) -> impl FnOnce(EventId) -> Arc<Event> {
+    let channels: Box<[Box<str>]> = channels.iter().map(|c| (*c).into()).collect();
+    let data = data.to_owned();
+    move |id| Event::new(id, "note", channels, &data)
+}
+
+#[tokio::test]
+async fn a_waiting_publisher_learns_whether_its_event_arrived_or_was_skipped() {
+    let hub = hub();
+    hub.deliver_at(1, event(&["a"], "1"));
+    hub.skip_to(5);
+    hub.deliver_at(5, event(&["a"], "5"));
+    assert!(hub.taken(1).await);
+    for lost in 2..=4 {
+        assert!(!hub.taken(lost).await, "{lost} was skipped");
+    }
+    assert!(hub.taken(5).await);
+}
+
+#[test]
+fn the_tail_is_every_channel_s_history_above_a_seq_once_and_in_order() {
+    let hub = hub();
+    hub.deliver(event(&["a"], "1"));
+    hub.deliver(event(&["a", "b"], "2"));
+    hub.deliver(event(&["b"], "3"));
+    hub.deliver(event(&["c"], "4"));
+    let seqs = |tail: Vec<Arc<Event>>| tail.iter().map(|e| e.id.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(hub.tail(0, 100)), [1, 2, 3, 4]);
+    assert_eq!(seqs(hub.tail(1, 100)), [2, 3, 4]);
+    assert_eq!(seqs(hub.tail(0, 2)), [3, 4], "the newest when capped");
+    assert!(hub.tail(4, 100).is_empty());
+}
+
+#[test]
+fn rejoining_a_new_sequence_keeps_streams_and_resets_old_resumes() {
+    let hub = hub();
+    hub.deliver(event(&["a"], "1"));
+    hub.deliver(event(&["a"], "2"));
+    let mut open = hub.subscribe(request(None));
+    hub.rejoin(9, 40);
+    assert_eq!((hub.epoch(), hub.last_seq()), (9, 40));
+    let next = hub
+        .deliver_at(41, event(&["a"], "new"))
+        .expect("next of the new sequence");
+    assert_eq!(next.id.to_string(), "9-41");
+    assert_eq!(
+        open.live.try_recv().expect("the open stream gets it").id,
+        next.id
+    );
+    // An id of the old sequence, or of the new one before the join, cannot be resumed from.
+    for old in ["7-1", "9-39"] {
+        let resumed = hub.subscribe(request(Some(old)));
+        assert!(resumed.reset.is_some(), "{old}");
+    }
+    let resumed = hub.subscribe(request(Some("9-40")));
+    assert_eq!((resumed.reset, resumed.replay.len()), (None, 1));
+}
+
+fn request(last_event_id: Option<&str>) -> SubscribeRequest {
+    SubscribeRequest {
+        channels: vec!["a".into()],
+        types: None,
+        last_event_id: last_event_id.map(str::to_owned),
+        peer: None,
+        principal: None,
+        queue: 8,
+    }
+}
