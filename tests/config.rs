@@ -40,7 +40,8 @@ fn shipped_gateway_yaml_loads() {
     set_dev_key();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
     let config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.listen, "0.0.0.0:8080".parse().unwrap());
+    // Safe by default: the shipped file serves this machine only.
+    assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(config.broker, BrokerConfig::Memory);
     assert_eq!(
         config.static_dir.as_deref(),
