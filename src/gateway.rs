@@ -377,7 +377,7 @@ impl Gateway {
     }
 
     /// `POST /tickets`: a single-use ticket standing for the request's credential (headers or
-    /// cookie; never a query token or another ticket).
+    /// cookie; never a query token or another ticket), within the credential's ticket rate.
     async fn issue_ticket(
         &self,
         session: &mut ServerSession,
@@ -394,6 +394,7 @@ impl Gateway {
             .identify(session.req_header(), Endpoint::Tickets)?
             .ok_or_else(|| ApiError::new(401, "unauthorized", "a ticket needs a credential"))?;
         auth::require_time_left(Some(&who))?;
+        self.app.limits.admit_ticket(&who.name).await?;
         authenticator.issue_ticket(&who).await
     }
 
