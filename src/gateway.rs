@@ -39,7 +39,8 @@ use crate::stream::{self, StreamRequest, StreamSettings};
 pub struct App {
     pub config: ArcSwap<Config>,
     pub auth: ArcSwap<Authenticator>,
-    /// Connect tickets not yet redeemed; outlives any one `Authenticator` (config reload).
+    /// Connect tickets not yet redeemed (in this process, or in the shared broker); outlives
+    /// any one `Authenticator` (config reload).
     pub tickets: Arc<TicketStore>,
     pub hub: Arc<Hub>,
     pub broker: SharedBroker,
@@ -78,27 +79,30 @@ impl App {
     /// The shared state for `config`; with the Redis broker, also the replicator that must run as
     /// a background service (it connects to Redis first, to learn the cluster's id epoch).
     pub fn new(config: Config) -> std::result::Result<(Arc<App>, Option<Replicator>), String> {
-        let tickets = Arc::new(TicketStore::default());
-        let authenticator = Authenticator::new(&config.auth, tickets.clone())?;
         let rules = config.clone();
         let limits_for = move |channel: &str| rules.history_for(channel);
         let node_id = node_id();
-        let (hub, broker, replicator): (_, SharedBroker, _) = match &config.broker {
+        let (hub, broker, replicator, tickets): (_, SharedBroker, _, _) = match &config.broker {
             BrokerConfig::Memory => {
                 // The node's start: ids of an earlier run of this node are never reused.
                 let epoch = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
                 let hub = Hub::new(epoch, limits_for);
-                (hub.clone(), Arc::new(MemoryBroker::new(hub)), None)
+                let broker = Arc::new(MemoryBroker::new(hub.clone()));
+                (hub, broker, None, TicketStore::default())
             }
             BrokerConfig::Redis { url } => {
                 let (client, epoch) = redis::cluster_epoch(url, REDIS_STARTUP_PATIENCE)?;
                 let hub = Hub::new(epoch, limits_for);
                 let (broker, replicator) = RedisBroker::new(hub.clone(), client, &node_id);
-                (hub, broker, Some(replicator))
+                // Any node redeems the tickets of any node.
+                let tickets = TicketStore::shared(broker.clone());
+                (hub, broker, Some(replicator), tickets)
             }
         };
+        let tickets = Arc::new(tickets);
+        let authenticator = Authenticator::new(&config.auth, tickets.clone())?;
         let app = Arc::new(App {
             sources: config
                 .sources
@@ -287,7 +291,7 @@ impl Gateway {
             }
             "/tickets" => {
                 allow(&method, &[Method::POST])?;
-                let issued = self.issue_ticket(session)?;
+                let issued = self.issue_ticket(session).await?;
                 let body = serde_json::json!({
                     "ticket": issued.ticket,
                     "expires_in": issued.expires_in,
@@ -373,8 +377,8 @@ impl Gateway {
     }
 
     /// `POST /tickets`: a single-use ticket standing for the request's credential (headers or
-    /// cookie; never a query token or another ticket).
-    fn issue_ticket(
+    /// cookie; never a query token or another ticket), within the credential's ticket rate.
+    async fn issue_ticket(
         &self,
         session: &mut ServerSession,
     ) -> std::result::Result<auth::Issued, ApiError> {
@@ -385,12 +389,13 @@ impl Gateway {
         if !session.is_body_done() {
             session.set_keepalive(None);
         }
-        let authenticator = self.app.auth.load();
+        let authenticator = self.app.auth.load_full();
         let who = authenticator
             .identify(session.req_header(), Endpoint::Tickets)?
             .ok_or_else(|| ApiError::new(401, "unauthorized", "a ticket needs a credential"))?;
         auth::require_time_left(Some(&who))?;
-        authenticator.issue_ticket(&who)
+        self.app.limits.admit_ticket(&who.name).await?;
+        authenticator.issue_ticket(&who).await
     }
 
     async fn publish(
@@ -430,7 +435,8 @@ impl Gateway {
     }
 
     /// Everything that can refuse a stream, before anything is written; the permit holds the
-    /// stream's place in the connection limits.
+    /// stream's place in the connection limits. A ticket is spent last, once nothing else can
+    /// refuse the stream: a refused request leaves it usable.
     async fn check_stream(
         &self,
         session: &ServerSession,
@@ -446,11 +452,9 @@ impl Gateway {
             .get("last-event-id")
             .map(|v| v.as_bytes());
         let req = StreamRequest::parse(query, header_id, cfg.limits.max_channels_per_connection)?;
-        let who = self
-            .app
-            .auth
-            .load()
-            .identify(session.req_header(), Endpoint::Stream)?;
+        let authenticator = self.app.auth.load_full();
+        let caller = authenticator.identify_stream(session.req_header()).await?;
+        let who = caller.who;
         auth::require_time_left(who.as_ref())?;
         auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
         let user = who.as_ref().map(|p| &*p.name);
@@ -459,6 +463,10 @@ impl Gateway {
             .limits
             .admit_stream(client_ip(session), user)
             .await?;
+        if let Some(ticket) = caller.ticket {
+            // Another request may have spent it meanwhile: then this one gives its place back.
+            authenticator.spend_ticket(ticket).await?;
+        }
         Ok((req, who, permit))
     }
 }

@@ -1,5 +1,6 @@
 //! Admission limits: how many streams this node, one client IP and one user may hold at once,
-//! and how fast one IP may open streams and one credential (or IP) may publish.
+//! how fast one IP may open streams, one credential (or IP) may publish, and one credential may
+//! fetch connect tickets.
 //!
 //! A stream is admitted by taking a [`StreamPermit`], which reserves its place in every count
 //! under one lock (so a burst cannot overshoot) and gives it back when dropped, however the
@@ -40,6 +41,7 @@ pub struct Limits {
     counts: Mutex<Counts>,
     connect_rate: Option<KeyedRate<IpAddr>>,
     publish_rate: Option<KeyedRate<Box<str>>>,
+    ticket_rate: KeyedRate<Box<str>>,
     /// The shared broker, when limits hold across nodes.
     cluster: Option<SharedBroker>,
 }
@@ -104,6 +106,7 @@ impl Limits {
             counts: Mutex::default(),
             connect_rate: cfg.connect_rate_per_ip.map(KeyedRate::new),
             publish_rate: cfg.publish_rate.map(KeyedRate::new),
+            ticket_rate: KeyedRate::new(cfg.ticket_rate),
         })
     }
 
@@ -193,10 +196,27 @@ impl Limits {
         let Some(rate) = &self.publish_rate else {
             return Ok(());
         };
-        rate.check(&who.into(), "publish_rate", PUBLISH_RATE_MESSAGE)?;
+        self.take(rate, Bucket::PUBLISH, who).await
+    }
+
+    /// Admits one `POST /tickets` by the credential named `who`, so one credential cannot fill
+    /// the ticket store.
+    pub async fn admit_ticket(&self, who: &str) -> Result<(), ApiError> {
+        self.take(&self.ticket_rate, Bucket::TICKET, who).await
+    }
+
+    /// Takes a token of `key` from `rate`: from this node's bucket, then (with a shared broker)
+    /// from the cluster's, which a Redis outage leaves out.
+    async fn take(
+        &self,
+        rate: &KeyedRate<Box<str>>,
+        bucket: Bucket,
+        key: &str,
+    ) -> Result<(), ApiError> {
+        rate.check(&key.into(), bucket.limit, bucket.message)?;
         if let Some(cluster) = &self.cluster {
-            if let Ok(Some(wait)) = cluster.take_token("publish", who, rate.rate).await {
-                return Err(rate_limited("publish_rate", PUBLISH_RATE_MESSAGE, wait));
+            if let Ok(Some(wait)) = cluster.take_token(bucket.name, key, rate.rate).await {
+                return Err(rate_limited(bucket.limit, bucket.message, wait));
             }
         }
         Ok(())
@@ -215,11 +235,32 @@ impl Limits {
         if let Some(rate) = &self.publish_rate {
             rate.limiter.retain_recent();
         }
+        self.ticket_rate.limiter.retain_recent();
     }
 }
 
+/// A rate limit keyed by credential: its bucket's name in the cluster, its metric label, and
+/// what a refusal says.
+struct Bucket {
+    name: &'static str,
+    limit: &'static str,
+    message: &'static str,
+}
+
+impl Bucket {
+    const PUBLISH: Bucket = Bucket {
+        name: "publish",
+        limit: "publish_rate",
+        message: "too many publishes",
+    };
+    const TICKET: Bucket = Bucket {
+        name: "ticket",
+        limit: "ticket_rate",
+        message: "too many tickets requested by this credential",
+    };
+}
+
 const CONNECT_RATE_MESSAGE: &str = "too many new streams from this address";
-const PUBLISH_RATE_MESSAGE: &str = "too many publishes";
 
 /// 429 for a connection limit of `scope` (`ip` or `user`).
 fn too_many(scope: &'static str, max: usize) -> ApiError {
@@ -365,6 +406,28 @@ mod tests {
         futures_util::FutureExt::now_or_never(l.admit_publish("key-b"))
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn tickets_are_rate_limited_per_credential_by_default() {
+        let take = |l: &Limits, who: &str| {
+            futures_util::FutureExt::now_or_never(l.admit_ticket(who)).expect("no broker")
+        };
+        let l = limits("");
+        for n in 0..20 {
+            take(&l, "alice").unwrap_or_else(|e| panic!("ticket {n} of the burst: {e:?}"));
+        }
+        let e = take(&l, "alice").unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.retry_after),
+            (429, "rate_limited", Some(1))
+        );
+        take(&l, "bob").expect("another credential has its own bucket");
+
+        let l = limits("limits: {ticket_rate: {per_second: 1, burst: 2}}");
+        take(&l, "alice").unwrap();
+        take(&l, "alice").unwrap();
+        assert_eq!(take(&l, "alice").unwrap_err().status, 429);
     }
 
     #[test]

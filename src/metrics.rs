@@ -70,7 +70,7 @@ metric!(PUBLISH_UNCONFIRMED: IntCounter = register_int_counter!(
 metric!(LIMIT_REJECTIONS: IntCounterVec = register_int_counter_vec!(
     "sse_gateway_limit_rejections_total",
     "Requests refused by a limit: max_connections, per_ip, per_user, connect_rate, publish_rate, \
-     header_timeout, header_size, uri_size",
+     ticket_rate, header_timeout, header_size, uri_size",
     &["limit"]));
 
 // Per source: the `source` label takes the names in `sources:`, a set the operator bounds.
@@ -132,6 +132,7 @@ pub fn init() {
         "per_user",
         "connect_rate",
         "publish_rate",
+        "ticket_rate",
         "header_timeout",
         "header_size",
         "uri_size",

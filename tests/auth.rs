@@ -14,31 +14,6 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(5);
 
-/// `channels` and `auth` for a gateway that verifies HS256 tokens with `TEST_JWT_SECRET`:
-/// `secret.*` needs claims, `members.*` any credential, everything else is public. `more` is
-/// added under `auth:` (two-space indented keys).
-fn jwt_config(more: &str) -> String {
-    format!(
-        "channels:
-  - name: \"secret.*\"
-    subscribe: claims
-    publish: claims
-  - name: \"members.*\"
-    subscribe: authenticated
-  - name: \"*\"
-    subscribe: public
-auth:
-  jwt:
-    secret_env: TEST_JWT_SECRET
-  api_keys:
-    - name: admin
-      key_env: TEST_ADMIN_KEY
-      publish: [\"*\"]
-      admin: true
-{more}"
-    )
-}
-
 fn fixture(name: &str) -> String {
     workspace_root()
         .join("tests/fixtures")
@@ -77,22 +52,6 @@ fn alice() -> String {
     hs256(&claims(json!({})))
 }
 
-/// `GET path` with headers: the status and the error code (if any).
-async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = http().get(gw.url(path));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    // A stream's body never ends: only read error replies.
-    if status == 200 {
-        return (status, String::new());
-    }
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    (status, body["error"]["code"].as_str().unwrap_or("").into())
-}
-
 /// Opens a stream, then publishes on `channel` and checks the event arrives.
 async fn assert_stream_works(gw: &Gateway, path: &str, headers: &[(&str, &str)], channel: &str) {
     let mut c = SseClient::connect_with(&gw.url(path), headers).await;
@@ -101,20 +60,6 @@ async fn assert_stream_works(gw: &Gateway, path: &str, headers: &[(&str, &str)],
     let id = gw.publish_ok(channel, "note", "hello").await;
     let e = c.next_event(T).await.expect("the event");
     assert_eq!((e.id.as_str(), e.data.as_str()), (id.as_str(), "hello"));
-}
-
-async fn post_ticket(
-    gw: &Gateway,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = http().post(gw.url("/tickets"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -132,22 +77,41 @@ async fn a_bearer_jwt_opens_the_channels_its_claims_cover_and_no_others() {
 
     // claims: a token that does not cover the channel is 403; none is 401.
     let other = "/events?channel=secret.bob.inbox";
-    assert_eq!(get(&gw, other, &auth).await, (403, "forbidden".into()));
-    assert_eq!(get(&gw, other, &[]).await, (401, "unauthorized".into()));
+    assert_eq!(
+        status_and_code(&gw, other, &auth).await,
+        (403, "forbidden".into())
+    );
+    assert_eq!(
+        status_and_code(&gw, other, &[]).await,
+        (401, "unauthorized".into())
+    );
     // One channel not covered refuses the whole stream.
     let mixed = "/events?channels=secret.alice.a,secret.bob.b";
-    assert_eq!(get(&gw, mixed, &auth).await.0, 403);
+    assert_eq!(status_and_code(&gw, mixed, &auth).await.0, 403);
     // authenticated: any valid token; public: anyone.
-    assert_eq!(get(&gw, "/events?channel=members.x", &auth).await.0, 200);
-    assert_eq!(get(&gw, "/events?channel=members.x", &[]).await.0, 401);
-    assert_eq!(get(&gw, "/events?channel=news", &[]).await.0, 200);
+    assert_eq!(
+        status_and_code(&gw, "/events?channel=members.x", &auth)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        status_and_code(&gw, "/events?channel=members.x", &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        status_and_code(&gw, "/events?channel=news", &[]).await.0,
+        200
+    );
     // A bad token is 401 even where no credential is needed.
     for bad in [
         "Bearer x.y.z".to_string(),
         format!("Bearer {}", hs256(&claims(json!({"exp": now() - 3600})))),
         format!("Bearer {}x", alice()),
     ] {
-        let resp = get(&gw, "/events?channel=news", &[("authorization", &bad)]).await;
+        let resp = status_and_code(&gw, "/events?channel=news", &[("authorization", &bad)]).await;
         assert_eq!(resp, (401, "unauthorized".into()), "{bad}");
     }
 }
@@ -167,7 +131,12 @@ async fn a_jwt_in_the_cookie_or_the_query_opens_a_stream() {
     // The default cookie name is not read once another is configured.
     let default_name = format!("sse_token={}", alice());
     let path = format!("/events?channel={channel}");
-    assert_eq!(get(&gw, &path, &[("cookie", &default_name)]).await.0, 401);
+    assert_eq!(
+        status_and_code(&gw, &path, &[("cookie", &default_name)])
+            .await
+            .0,
+        401
+    );
     assert_stream_works(
         &gw,
         &format!("/events?channel={channel}&access_token={}", alice()),
@@ -176,7 +145,10 @@ async fn a_jwt_in_the_cookie_or_the_query_opens_a_stream() {
     )
     .await;
     let bad = format!("/events?channel=news&access_token={}", "e30.e30.e30");
-    assert_eq!(get(&gw, &bad, &[]).await, (401, "unauthorized".into()));
+    assert_eq!(
+        status_and_code(&gw, &bad, &[]).await,
+        (401, "unauthorized".into())
+    );
 }
 
 #[tokio::test]
@@ -186,17 +158,19 @@ async fn api_keys_work_by_both_headers_and_carry_no_subscribe_rights() {
     for headers in [[("x-api-key", KEY)], [("authorization", bearer.as_str())]] {
         assert_stream_works(&gw, "/events?channel=members.a", &headers, "members.a").await;
         let claims_channel = "/events?channel=secret.alice.a";
-        assert_eq!(get(&gw, claims_channel, &headers).await.0, 403);
+        assert_eq!(status_and_code(&gw, claims_channel, &headers).await.0, 403);
     }
     assert_eq!(
-        get(&gw, "/events?channel=members.a", &[("x-api-key", "wrong")]).await,
+        status_and_code(&gw, "/events?channel=members.a", &[("x-api-key", "wrong")]).await,
         (401, "unauthorized".into())
     );
     // X-API-Key takes API keys only, never a JWT.
     let jwt_as_key = [("x-api-key", alice())];
     let jwt_as_key: Vec<(&str, &str)> = jwt_as_key.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(
-        get(&gw, "/events?channel=members.a", &jwt_as_key).await.0,
+        status_and_code(&gw, "/events?channel=members.a", &jwt_as_key)
+            .await
+            .0,
         401
     );
 }
@@ -226,7 +200,7 @@ async fn publish_uses_the_publish_claim_from_headers_only() {
     assert_eq!(publish(late_bearer, "secret.alice.out").await, 202);
     let late_bearer = format!("Bearer {late}");
     let late_auth = [("authorization", late_bearer.as_str())];
-    let stream = get(&gw, "/events?channel=secret.alice.out", &late_auth).await;
+    let stream = status_and_code(&gw, "/events?channel=secret.alice.out", &late_auth).await;
     assert_eq!(stream, (401, "unauthorized".into()));
     assert_eq!(
         post_ticket(&gw, &[("authorization", &late_bearer)]).await.0,
@@ -253,14 +227,16 @@ async fn the_admin_claim_opens_stats_and_clients_shows_the_subject_not_the_token
     );
     let plain = format!("Bearer {}", alice());
     assert_eq!(
-        get(&gw, "/stats", &[("authorization", &admin)]).await.0,
+        status_and_code(&gw, "/stats", &[("authorization", &admin)])
+            .await
+            .0,
         200
     );
     assert_eq!(
-        get(&gw, "/stats", &[("authorization", &plain)]).await,
+        status_and_code(&gw, "/stats", &[("authorization", &plain)]).await,
         (403, "forbidden".into())
     );
-    assert_eq!(get(&gw, "/stats", &[]).await.0, 401);
+    assert_eq!(status_and_code(&gw, "/stats", &[]).await.0, 401);
 
     let token = alice();
     let mut c = SseClient::connect(&gw.url(&format!(
@@ -295,10 +271,13 @@ async fn tickets_stand_for_the_credential_once() {
     let path = format!("/events?channel=secret.alice.t&ticket={ticket}");
     assert_stream_works(&gw, &path, &[], "secret.alice.t").await;
     // Single use; unknown tickets are refused the same way.
-    assert_eq!(get(&gw, &path, &[]).await, (401, "invalid_ticket".into()));
+    assert_eq!(
+        status_and_code(&gw, &path, &[]).await,
+        (401, "invalid_ticket".into())
+    );
     let unknown = format!("/events?channel=news&ticket={}", "0".repeat(64));
     assert_eq!(
-        get(&gw, &unknown, &[]).await,
+        status_and_code(&gw, &unknown, &[]).await,
         (401, "invalid_ticket".into())
     );
     // Bound to the credential's rights: alice's ticket does not open bob's channel.
@@ -307,7 +286,7 @@ async fn tickets_stand_for_the_credential_once() {
         "/events?channel=secret.bob.t&ticket={}",
         body["ticket"].as_str().unwrap()
     );
-    assert_eq!(get(&gw, &bobs, &[]).await.0, 403);
+    assert_eq!(status_and_code(&gw, &bobs, &[]).await.0, 403);
 
     // Minted by headers or the cookie, never by a query token or another ticket.
     let cookie = format!("sse_token={}", alice());
@@ -368,7 +347,10 @@ async fn tickets_expire_after_the_ticket_ttl() {
         "/events?channel=members.a&ticket={}",
         body["ticket"].as_str().unwrap()
     );
-    assert_eq!(get(&gw, &path, &[]).await, (401, "invalid_ticket".into()));
+    assert_eq!(
+        status_and_code(&gw, &path, &[]).await,
+        (401, "invalid_ticket".into())
+    );
 }
 
 #[tokio::test]
@@ -417,7 +399,10 @@ async fn a_stream_ends_with_token_expired_when_its_token_does() {
     })
     .await;
     // Reconnecting with the same (now expired) token is 401: the app must fetch a new one.
-    assert_eq!(get(&gw, &path, &[]).await, (401, "unauthorized".into()));
+    assert_eq!(
+        status_and_code(&gw, &path, &[]).await,
+        (401, "unauthorized".into())
+    );
 }
 
 #[tokio::test]
@@ -453,14 +438,26 @@ async fn rs256_and_es256_gateways_verify_with_public_keys_and_refuse_key_confusi
         )
         .unwrap();
         let forged = format!("Bearer {forged}");
-        assert_eq!(get(&gw, path, &[("authorization", &forged)]).await.0, 401);
         assert_eq!(
-            get(&gw, "/stats", &[("authorization", &forged)]).await.0,
+            status_and_code(&gw, path, &[("authorization", &forged)])
+                .await
+                .0,
+            401
+        );
+        assert_eq!(
+            status_and_code(&gw, "/stats", &[("authorization", &forged)])
+                .await
+                .0,
             401
         );
         // Nor does the shared-secret token of the HS256 gateways.
         let hs = format!("Bearer {}", alice());
-        assert_eq!(get(&gw, path, &[("authorization", &hs)]).await.0, 401);
+        assert_eq!(
+            status_and_code(&gw, path, &[("authorization", &hs)])
+                .await
+                .0,
+            401
+        );
     }
 }
 
@@ -478,15 +475,15 @@ async fn credentials_in_urls_never_reach_the_logs() {
     )
     .await;
     let path = format!("/events?channel=news&access_token={bad_token}");
-    assert_eq!(get(&gw, &path, &[]).await.0, 401);
+    assert_eq!(status_and_code(&gw, &path, &[]).await.0, 401);
     let path = format!("/events?channel=secret.bob.l&access_token={token}");
-    assert_eq!(get(&gw, &path, &[]).await.0, 403);
+    assert_eq!(status_and_code(&gw, &path, &[]).await.0, 403);
     // A ticket, used, then reused (refused).
     let (_, _, body) = post_ticket(&gw, &[("authorization", &format!("Bearer {token}"))]).await;
     let ticket = body["ticket"].as_str().unwrap().to_string();
     let path = format!("/events?channel=secret.alice.l&ticket={ticket}");
-    assert_eq!(get(&gw, &path, &[]).await.0, 200);
-    assert_eq!(get(&gw, &path, &[]).await.0, 401);
+    assert_eq!(status_and_code(&gw, &path, &[]).await.0, 200);
+    assert_eq!(status_and_code(&gw, &path, &[]).await.0, 401);
     // A request head pingora cannot parse, with a token in it.
     let mut raw = std::net::TcpStream::connect(gw.addr).unwrap();
     raw.set_read_timeout(Some(T)).unwrap();

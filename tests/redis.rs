@@ -6,34 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis::RedisServer;
+use common::redis::{node, readyz, wait_ready, RedisServer};
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A node on `redis`, ready (its replicator connected). `extra` adds top-level keys.
-async fn node(redis: &RedisServer, extra: &str) -> Gateway {
-    let gw = Gateway::start(&format!(
-        "broker:\n  kind: redis\n  url: {}\n{extra}",
-        redis.url()
-    ));
-    wait_ready(&gw).await;
-    gw
-}
-
-async fn wait_ready(gw: &Gateway) {
-    eventually(WAIT, "node ready (broker up)", || async {
-        readyz(gw).await == 200
-    })
-    .await;
-}
-
-async fn readyz(gw: &Gateway) -> u16 {
-    match http().get(gw.url("/readyz")).send().await {
-        Ok(resp) => resp.status().as_u16(),
-        Err(_) => 0,
-    }
-}
 
 /// Publishes until accepted (a node refuses with 503 while the cluster recovers after Redis
 /// lost its data); returns the id.

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - this module: the [`Principal`] a request acts as, where its credential is read from
-//!   ([`Authenticator::identify`]), and the channel policies ([`authorize`]);
+//!   ([`Authenticator::identify`], [`Authenticator::identify_stream`]), and the channel policies
+//!   ([`authorize`]);
 //! - [`jwt`]: verifying JSON Web Tokens into a principal;
 //! - [`ticket`]: single-use connect tickets for `EventSource`, which cannot send headers;
 //! - [`redact`]: keeping credentials that travel in URLs out of logs.
@@ -16,7 +17,8 @@
 //! 3. the cookie `auth.cookie_name` (JWT; only where a browser needs it: streams and tickets,
 //!    and only when `auth.jwt` is set);
 //! 4. `?access_token=` (JWT), then `?ticket=`: streams only, since `EventSource` can send
-//!    nothing else.
+//!    nothing else. A ticket is looked at here and spent only once its stream is admitted
+//!    (see [`ticket`]).
 //!
 //! Publishing and the admin endpoints take headers only: a cookie is sent by the browser on its
 //! own, which is how cross-site request forgery works.
@@ -31,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use pingora::http::RequestHeader;
 
 pub use jwt::JwtVerifier;
-pub use ticket::{Issued, TicketStore};
+pub use ticket::{Issued, Ticket, TicketStore};
 
 use crate::config::{ApiKey, AuthConfig, ChannelPattern, Config, Policy};
 use crate::reply::ApiError;
@@ -52,17 +54,37 @@ pub struct Principal {
 }
 
 /// Which places an endpoint reads a credential from (see the module docs for why they differ).
+/// Streams read more places still: see [`Authenticator::identify_stream`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// `POST /broadcast` and the admin endpoints: `Authorization` and `X-API-Key`.
     Api,
     /// `POST /tickets`: the headers, then the cookie.
     Tickets,
-    /// `GET /events`: the headers, the cookie, then `?access_token=` and `?ticket=`.
-    Stream,
 }
 
-/// Checks credentials against the configured API keys and JWT key, and redeems tickets.
+/// Who opens a stream.
+#[derive(Debug, Default)]
+pub struct StreamCaller {
+    /// `None`: no credential presented.
+    pub who: Option<Principal>,
+    /// The ticket that stands for `who`, when one was presented: spend it
+    /// ([`Authenticator::spend_ticket`]) once the stream is admitted, not before.
+    pub ticket: Option<Ticket>,
+}
+
+/// A caller with a credential other than a ticket.
+impl From<Principal> for StreamCaller {
+    fn from(who: Principal) -> StreamCaller {
+        StreamCaller {
+            who: Some(who),
+            ticket: None,
+        }
+    }
+}
+
+/// Checks credentials against the configured API keys and JWT key, and issues and redeems
+/// tickets.
 pub struct Authenticator {
     keys: Vec<ApiKey>,
     jwt: Option<JwtVerifier>,
@@ -91,57 +113,78 @@ impl Authenticator {
         req: &RequestHeader,
         endpoint: Endpoint,
     ) -> Result<Option<Principal>, ApiError> {
-        if let Some(token) = req
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| bearer(v.as_bytes()))
-        {
-            if let Some(key) = self.api_key(token) {
-                return Ok(Some(key));
-            }
-            return self.jwt(token).map(Some);
-        }
-        if let Some(presented) = req.headers.get("x-api-key") {
-            return self
-                .api_key(presented.as_bytes())
-                .map(Some)
-                .ok_or_else(|| unauthenticated("the API key is not valid"));
-        }
-        if endpoint == Endpoint::Api {
-            return Ok(None);
-        }
-        // Without JWTs configured the cookie is not read at all: it may belong to another app on
-        // the same host, and a browser sends it on its own.
-        if let Some(token) = self
-            .jwt
-            .as_ref()
-            .and_then(|_| cookie(req, &self.cookie_name))
-        {
-            return self.jwt(token).map(Some);
-        }
-        if endpoint == Endpoint::Tickets {
-            return Ok(None);
+        self.header_credential(req, endpoint == Endpoint::Tickets)
+            .transpose()
+    }
+
+    /// `GET /events`: the headers, the cookie, then `?access_token=` and `?ticket=`. A ticket
+    /// is only looked at: 401 `invalid_ticket` if it is not live, 503 `broker_unavailable` if
+    /// the shared broker holding it cannot be reached.
+    pub async fn identify_stream(&self, req: &RequestHeader) -> Result<StreamCaller, ApiError> {
+        if let Some(found) = self.header_credential(req, true) {
+            return found.map(StreamCaller::from);
         }
         let (mut access_token, mut ticket) = (None, None);
         for (key, value) in form_urlencoded::parse(req.uri.query().unwrap_or("").as_bytes()) {
             match &*key {
                 "access_token" if access_token.is_none() => access_token = Some(value),
-                "ticket" if ticket.is_none() => ticket = Some(value),
+                "ticket" if ticket.is_none() => ticket = Some(value.into_owned()),
                 _ => {}
             }
         }
         if let Some(token) = access_token {
-            return self.jwt(token.as_bytes()).map(Some);
+            return self.jwt(token.as_bytes()).map(StreamCaller::from);
         }
-        if let Some(ticket) = ticket {
-            return self.tickets.redeem(&ticket).map(Some);
+        let Some(ticket) = ticket else {
+            return Ok(StreamCaller::default());
+        };
+        let (who, ticket) = self.tickets.peek(&ticket).await?;
+        Ok(StreamCaller {
+            who: Some(who),
+            ticket: Some(ticket),
+        })
+    }
+
+    /// The credential of the headers, then (with `cookie_too`) of the cookie: `None` when
+    /// there is none.
+    fn header_credential(
+        &self,
+        req: &RequestHeader,
+        cookie_too: bool,
+    ) -> Option<Result<Principal, ApiError>> {
+        if let Some(token) = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| bearer(v.as_bytes()))
+        {
+            return Some(self.api_key(token).map_or_else(|| self.jwt(token), Ok));
         }
-        Ok(None)
+        if let Some(presented) = req.headers.get("x-api-key") {
+            return Some(
+                self.api_key(presented.as_bytes())
+                    .ok_or_else(|| unauthenticated("the API key is not valid")),
+            );
+        }
+        if !cookie_too {
+            return None;
+        }
+        // Without JWTs configured the cookie is not read at all: it may belong to another app on
+        // the same host, and a browser sends it on its own.
+        self.jwt
+            .as_ref()
+            .and_then(|_| cookie(req, &self.cookie_name))
+            .map(|token| self.jwt(token))
     }
 
     /// Issues a connect ticket for `who` (see [`ticket`]).
-    pub fn issue_ticket(&self, who: &Principal) -> Result<Issued, ApiError> {
-        self.tickets.issue(who, self.ticket_ttl)
+    pub async fn issue_ticket(&self, who: &Principal) -> Result<Issued, ApiError> {
+        self.tickets.issue(who, self.ticket_ttl).await
+    }
+
+    /// Spends the ticket of a stream that was just admitted: 401 `invalid_ticket` if another
+    /// request spent it first (or it expired in between), and that stream must not open.
+    pub async fn spend_ticket(&self, ticket: Ticket) -> Result<(), ApiError> {
+        self.tickets.spend(ticket).await
     }
 
     /// The principal of the API key `presented`, if it is one.
@@ -355,9 +398,25 @@ mod tests {
         .unwrap()
     }
 
-    /// Who `identify` says the request is: `Ok(None)` anonymous, `Err(code)` refused.
-    fn who(a: &Authenticator, r: &RequestHeader, e: Endpoint) -> Result<Option<String>, String> {
-        a.identify(r, e)
+    /// Where a test request goes: an endpoint of `identify`, or a stream.
+    #[derive(Clone, Copy)]
+    enum At {
+        Api,
+        Tickets,
+        Stream,
+    }
+
+    /// Who the request is at `at`: `Ok(None)` anonymous, `Err(code)` refused.
+    fn who(a: &Authenticator, r: &RequestHeader, at: At) -> Result<Option<String>, String> {
+        let found = match at {
+            At::Api => a.identify(r, Endpoint::Api),
+            At::Tickets => a.identify(r, Endpoint::Tickets),
+            // With tickets in this process, nothing is awaited.
+            At::Stream => futures_util::FutureExt::now_or_never(a.identify_stream(r))
+                .expect("ready at once")
+                .map(|caller| caller.who),
+        };
+        found
             .map(|p| p.map(|p| p.name.to_string()))
             .map_err(|e| format!("{} {}", e.status, e.code))
     }
@@ -365,7 +424,7 @@ mod tests {
     #[test]
     fn keys_by_header_and_bearer() {
         let a = auth();
-        let api = Endpoint::Api;
+        let api = At::Api;
         let dev = Ok(Some("dev".to_string()));
         assert_eq!(who(&a, &req("/", &[("x-api-key", "s3cret")]), api), dev);
         assert_eq!(
@@ -390,7 +449,7 @@ mod tests {
             Ok(None)
         );
         let api_key = a
-            .identify(&req("/", &[("x-api-key", "s3cret")]), api)
+            .identify(&req("/", &[("x-api-key", "s3cret")]), Endpoint::Api)
             .unwrap()
             .unwrap();
         assert!(api_key.subscribe.is_empty() && api_key.expires.is_none());
@@ -400,7 +459,7 @@ mod tests {
     fn a_jwt_is_read_from_bearer_cookie_and_query_in_that_order() {
         let a = auth();
         let (alice, bob) = (token("alice"), token("bob"));
-        let stream = Endpoint::Stream;
+        let stream = At::Stream;
         let bearer = format!("Bearer {alice}");
         let cookie = format!("theme=dark; sse_token={bob}");
         let by_bearer = req(
@@ -415,7 +474,11 @@ mod tests {
         assert_eq!(who(&a, &by_cookie, stream), Ok(Some("bob".into())));
         let by_query = req(&format!("/events?channel=x&access_token={alice}"), &[]);
         assert_eq!(who(&a, &by_query, stream), Ok(Some("alice".into())));
-        let p = a.identify(&by_query, stream).unwrap().unwrap();
+        let p = futures_util::FutureExt::now_or_never(a.identify_stream(&by_query))
+            .unwrap()
+            .unwrap()
+            .who
+            .unwrap();
         assert_eq!(p.subscribe, [ChannelPattern::Prefix("user.alice.".into())]);
         assert!(p.expires.is_some());
 
@@ -434,17 +497,11 @@ mod tests {
         let cookie = format!("sse_token={t}");
         let by_cookie = req("/x", &[("cookie", &cookie)]);
         let by_query = req(&format!("/x?access_token={t}"), &[]);
-        assert_eq!(who(&a, &by_cookie, Endpoint::Api), Ok(None));
-        assert_eq!(who(&a, &by_query, Endpoint::Api), Ok(None));
-        assert_eq!(
-            who(&a, &by_cookie, Endpoint::Tickets),
-            Ok(Some("alice".into()))
-        );
-        assert_eq!(who(&a, &by_query, Endpoint::Tickets), Ok(None));
-        assert_eq!(
-            who(&a, &by_query, Endpoint::Stream),
-            Ok(Some("alice".into()))
-        );
+        assert_eq!(who(&a, &by_cookie, At::Api), Ok(None));
+        assert_eq!(who(&a, &by_query, At::Api), Ok(None));
+        assert_eq!(who(&a, &by_cookie, At::Tickets), Ok(Some("alice".into())));
+        assert_eq!(who(&a, &by_query, At::Tickets), Ok(None));
+        assert_eq!(who(&a, &by_query, At::Stream), Ok(Some("alice".into())));
     }
 
     #[test]
@@ -457,7 +514,7 @@ mod tests {
             format!("x_sse_token=1; sse_token={t}; y=2"),
         ] {
             assert_eq!(
-                who(&a, &req("/", &[("cookie", &header)]), Endpoint::Stream),
+                who(&a, &req("/", &[("cookie", &header)]), At::Stream),
                 Ok(Some("alice".into())),
                 "{header}"
             );
@@ -467,10 +524,10 @@ mod tests {
             "/",
             &[("cookie", "a=1"), ("cookie", &format!("sse_token={t}"))],
         );
-        assert_eq!(who(&a, &two, Endpoint::Stream), Ok(Some("alice".into())));
+        assert_eq!(who(&a, &two, At::Stream), Ok(Some("alice".into())));
         for header in ["sse_token=", "other=1", "sse_tokenx=1", "sse_token"] {
             assert_eq!(
-                who(&a, &req("/", &[("cookie", header)]), Endpoint::Stream),
+                who(&a, &req("/", &[("cookie", header)]), At::Stream),
                 Ok(None)
             );
         }
@@ -478,7 +535,7 @@ mod tests {
             who(
                 &a,
                 &req("/", &[("cookie", "sse_token=garbage")]),
-                Endpoint::Stream
+                At::Stream
             ),
             Err("401 unauthorized".into())
         );
@@ -490,37 +547,36 @@ mod tests {
         let t = token("alice");
         let cookie = format!("sse_token={t}");
         assert_eq!(
-            who(&a, &req("/", &[("cookie", &cookie)]), Endpoint::Stream),
+            who(&a, &req("/", &[("cookie", &cookie)]), At::Stream),
             Ok(None)
         );
         let query = req(&format!("/events?access_token={t}"), &[]);
-        assert_eq!(
-            who(&a, &query, Endpoint::Stream),
-            Err("401 unauthorized".into())
-        );
+        assert_eq!(who(&a, &query, At::Stream), Err("401 unauthorized".into()));
         let bearer = format!("Bearer {t}");
         let header = req("/", &[("authorization", &bearer)]);
-        assert_eq!(
-            who(&a, &header, Endpoint::Api),
-            Err("401 unauthorized".into())
-        );
+        assert_eq!(who(&a, &header, At::Api), Err("401 unauthorized".into()));
     }
 
     #[tokio::test]
-    async fn tickets_are_redeemed_on_streams_only_and_once() {
+    async fn tickets_are_read_on_streams_only_and_spent_once() {
         let a = auth();
         let dev = a.identify(&req("/", &[("x-api-key", "s3cret")]), Endpoint::Tickets);
-        let issued = a.issue_ticket(&dev.unwrap().unwrap()).unwrap();
-        let url = format!("/events?channel=x&ticket={}", issued.ticket);
-        assert_eq!(who(&a, &req(&url, &[]), Endpoint::Tickets), Ok(None));
-        assert_eq!(
-            who(&a, &req(&url, &[]), Endpoint::Stream),
-            Ok(Some("dev".into()))
-        );
-        assert_eq!(
-            who(&a, &req(&url, &[]), Endpoint::Stream),
-            Err("401 invalid_ticket".into())
-        );
+        let issued = a.issue_ticket(&dev.unwrap().unwrap()).await.unwrap();
+        let url = req(&format!("/events?channel=x&ticket={}", issued.ticket), &[]);
+        assert_eq!(who(&a, &url, At::Tickets), Ok(None));
+        // Looking at it does not use it up: only spending does.
+        assert_eq!(who(&a, &url, At::Stream), Ok(Some("dev".into())));
+        let caller = a.identify_stream(&url).await.unwrap();
+        assert_eq!(caller.who.map(|p| p.name), Some("dev".into()));
+        a.spend_ticket(caller.ticket.expect("a ticket"))
+            .await
+            .unwrap();
+        assert_eq!(who(&a, &url, At::Stream), Err("401 invalid_ticket".into()));
+        // A credential in a header comes first; the ticket is then not read at all.
+        let mut with_key = url.clone();
+        with_key.insert_header("x-api-key", "s3cret").unwrap();
+        let caller = a.identify_stream(&with_key).await.unwrap();
+        assert!(caller.ticket.is_none());
     }
 
     #[test]

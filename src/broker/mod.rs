@@ -124,3 +124,20 @@ pub trait Broker: Send + Sync {
 }
 
 pub type SharedBroker = Arc<dyn Broker>;
+
+/// Values every node reads, each with an expiry and taken at most once: where connect tickets
+/// live when the nodes share a broker, so a ticket issued by one node opens a stream on any.
+/// Only a shared broker has one; on one node the tickets stay in the process
+/// ([`crate::auth::TicketStore`]).
+#[async_trait]
+pub trait TicketVault: Send + Sync {
+    /// Holds `value` under `id` for `ttl` (at least a millisecond).
+    async fn put_ticket(&self, id: &str, value: &str, ttl: Duration) -> Result<(), BrokerError>;
+
+    /// The value under `id`, unless it has expired or been taken.
+    async fn peek_ticket(&self, id: &str) -> Result<Option<String>, BrokerError>;
+
+    /// Removes `id`: whether this call is the one that removed it. Of any number of concurrent
+    /// calls, on any nodes, at most one gets `true`.
+    async fn take_ticket(&self, id: &str) -> Result<bool, BrokerError>;
+}

@@ -149,6 +149,7 @@ pub(super) struct RawLimits {
     pub max_connections_per_user: Option<Spanned<i64>>,
     pub connect_rate_per_ip: Option<Spanned<RawRate>>,
     pub publish_rate: Option<Spanned<RawRate>>,
+    pub ticket_rate: Option<Spanned<RawRate>>,
     pub max_event_bytes: Option<Spanned<i64>>,
     pub max_channels_per_connection: Option<Spanned<i64>>,
     pub header_read_timeout: Option<Spanned<String>>,

@@ -252,6 +252,9 @@ pub struct LimitsConfig {
     pub connect_rate_per_ip: Option<RateLimit>,
     /// Publishes per second per credential (token bucket); over it 429. `None` = no limit.
     pub publish_rate: Option<RateLimit>,
+    /// `POST /tickets` per second per credential (token bucket); over it 429. Always on (10/s,
+    /// burst 20, by default), so one credential cannot fill the ticket store.
+    pub ticket_rate: RateLimit,
     /// Largest `POST /broadcast` body / event data, in bytes (413 above it).
     pub max_event_bytes: usize,
     pub max_channels_per_connection: usize,

@@ -131,6 +131,8 @@ mod default {
     use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
     use std::time::Duration;
 
+    use super::RateLimit;
+
     pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
     pub const STATIC_DIR: &str = "frontend-react/dist";
     pub const SSE_PATH: &str = "/events";
@@ -149,6 +151,11 @@ mod default {
     /// Leeway is for clock skew; minutes more would keep expired tokens working.
     pub const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
     pub const MAX_CONNECTIONS: usize = 19_000;
+    /// A page fetches a ticket per stream it opens or reopens: a few a second at most.
+    pub const TICKET_RATE: RateLimit = RateLimit {
+        per_second: 10,
+        burst: 20,
+    };
     pub const MAX_EVENT_BYTES: usize = 65_536;
     pub const MAX_CHANNELS_PER_CONNECTION: usize = 32;
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1133,6 +1140,7 @@ impl Checker {
             max_connections_per_user,
             connect_rate_per_ip,
             publish_rate,
+            ticket_rate,
             max_event_bytes,
             max_channels_per_connection,
             header_read_timeout,
@@ -1151,6 +1159,9 @@ impl Checker {
             connect_rate_per_ip: connect_rate_per_ip
                 .and_then(|r| self.rate("limits.connect_rate_per_ip", r)),
             publish_rate: publish_rate.and_then(|r| self.rate("limits.publish_rate", r)),
+            ticket_rate: ticket_rate
+                .and_then(|r| self.rate("limits.ticket_rate", r))
+                .unwrap_or(default::TICKET_RATE),
             max_event_bytes: self.count(
                 "limits.max_event_bytes",
                 max_event_bytes.as_ref(),
@@ -2220,9 +2231,25 @@ routes:
                 burst: 5
             })
         );
+        assert_eq!(
+            config.limits.ticket_rate,
+            RateLimit {
+                per_second: 10,
+                burst: 20
+            },
+            "tickets are rate limited unless configured otherwise"
+        );
+        let config = load("limits: {ticket_rate: {per_second: 2, burst: 7}}");
+        assert_eq!(
+            config.limits.ticket_rate,
+            RateLimit {
+                per_second: 2,
+                burst: 7
+            }
+        );
         let found = problems(
             "limits:\n  connect_rate_per_ip: {burst: 3}\n  publish_rate: {per_second: 0}\n  \
-             max_connections_per_ip: 0\n",
+             max_connections_per_ip: 0\n  ticket_rate: {per_second: 1, burst: -1}\n",
         );
         assert_eq!(
             found,
@@ -2230,6 +2257,7 @@ routes:
                 "2:24: limits.connect_rate_per_ip: needs `per_second`",
                 "3:30: limits.publish_rate.per_second: expected 1 to 4294967295, got 0",
                 "4:27: limits.max_connections_per_ip: must be at least 1, got 0",
+                "5:39: limits.ticket_rate.burst: expected 1 to 4294967295, got -1",
             ]
         );
     }

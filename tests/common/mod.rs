@@ -61,6 +61,34 @@ pub fn base_config(extra: &str) -> String {
     yaml
 }
 
+/// `channels` and `auth` for a gateway that verifies HS256 tokens with `TEST_JWT_SECRET` (and
+/// has the kit's two keys): `secret.*` needs claims, `members.*` any credential, everything else
+/// is public. `more` is added under `auth:` (two-space indented keys).
+pub fn jwt_config(more: &str) -> String {
+    format!(
+        "channels:
+  - name: \"secret.*\"
+    subscribe: claims
+    publish: claims
+  - name: \"members.*\"
+    subscribe: authenticated
+  - name: \"*\"
+    subscribe: public
+auth:
+  jwt:
+    secret_env: TEST_JWT_SECRET
+  api_keys:
+    - name: admin
+      key_env: TEST_ADMIN_KEY
+      publish: [\"*\"]
+      admin: true
+    - name: limited
+      key_env: TEST_LIMITED_KEY
+      publish: [\"limited.*\"]
+{more}"
+    )
+}
+
 /// A gateway process. Killed on drop.
 pub struct Gateway {
     child: Option<Child>,
@@ -274,6 +302,41 @@ pub fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
             (metric == name && key.contains(labels)).then(|| value.parse::<f64>().ok())?
         })
         .sum()
+}
+
+/// `GET path` with headers: the status and the error code (if any). The body of a 200 (a
+/// stream, which never ends) is not read.
+pub async fn status_and_code(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = http().get(gw.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    if status == 200 {
+        return (status, String::new());
+    }
+    let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body["error"]["code"].as_str().unwrap_or("").into())
+}
+
+/// `POST /tickets` with headers: the status, the headers and the JSON body.
+pub async fn post_ticket(
+    gw: &Gateway,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut req = http().post(gw.url("/tickets"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (
+        status,
+        headers,
+        resp.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }
 
 pub fn http() -> reqwest::Client {

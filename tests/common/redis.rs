@@ -1,13 +1,43 @@
 //! A `redis-server` of a test's own, without persistence, listening only on a unix socket in the
 //! test's temp dir: stopped and started again at the same address to play an outage, with no
 //! chance that another test takes that address in between (as a freed TCP port could be), and
-//! spoken to in inline commands.
+//! spoken to in inline commands; and gateway nodes that share it.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::{eventually, http, Gateway};
+
+/// How long a node may take to have its broker up.
+const NODE_READY: Duration = Duration::from_secs(15);
+
+/// A node on `redis`, ready (its replicator connected). `extra` adds top-level keys.
+pub async fn node(redis: &RedisServer, extra: &str) -> Gateway {
+    let gw = Gateway::start(&format!(
+        "broker:\n  kind: redis\n  url: {}\n{extra}",
+        redis.url()
+    ));
+    wait_ready(&gw).await;
+    gw
+}
+
+pub async fn wait_ready(gw: &Gateway) {
+    eventually(NODE_READY, "node ready (broker up)", || async {
+        readyz(gw).await == 200
+    })
+    .await;
+}
+
+/// The status of `/readyz` (0 when the node does not answer).
+pub async fn readyz(gw: &Gateway) -> u16 {
+    match http().get(gw.url("/readyz")).send().await {
+        Ok(resp) => resp.status().as_u16(),
+        Err(_) => 0,
+    }
+}
 
 pub struct RedisServer {
     child: Option<Child>,

@@ -29,6 +29,7 @@
 
 mod replicator;
 mod scripts;
+mod tickets;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
