@@ -11,13 +11,23 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sse_gateway::auth::{Authenticator, Endpoint};
+use sse_gateway::auth::Authenticator;
 use sse_gateway::config::{self, is_valid_channel};
 use sse_gateway::stream::StreamRequest;
 
 /// One configured key, so that a match would be a real authentication.
 const CONFIG: &str = "auth:\n  jwt: {secret_env: FUZZ_JWT_SECRET}\n  api_keys:\n    - {name: k, key_env: FUZZ_KEY, publish: [\"*\"]}\n";
 const KEY: &str = "fuzz-secret-key-0123";
+
+/// Reading a credential may wait on a ticket store; with the in-process store it never does.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    })
+}
 
 fn authenticator() -> &'static Authenticator {
     static AUTH: std::sync::OnceLock<Authenticator> = std::sync::OnceLock::new();
@@ -68,7 +78,8 @@ fuzz_target!(|input: &[u8]| {
             header.insert_header(name, value).expect("insert");
         }
     }
-    if let Ok(Some(who)) = authenticator().identify(&header, Endpoint::Stream) {
+    if let Ok(caller) = runtime().block_on(authenticator().identify_stream(&header)) {
+        let Some(who) = caller.who else { return };
         // Only the configured key authenticates, by either header.
         let presented = [api_key, authorization];
         assert!(
