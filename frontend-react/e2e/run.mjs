@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, createWriteS
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -40,6 +40,8 @@ const CASE = { timeout: 45_000 };
 const DESKTOP = { width: 1280, height: 900 };
 
 const key = `e2e-${randomBytes(12).toString('hex')}`;
+/** The HS256 secret of the gateway's `auth.jwt`, for tokens signed here. */
+const jwtSecret = randomBytes(32).toString('hex');
 const children = [];
 let upstream;
 let gateway;
@@ -118,6 +120,13 @@ async function broadcast(channel, event, data, base = gateway.url) {
 /** A name no other case uses: `prefix-<random>` (a channel, a marker in an event). */
 const unique = (prefix) => `${prefix}-${randomBytes(4).toString('hex')}`;
 
+/** An HS256 JWT with `claims` that expires in `ttlS` seconds, as a login service would issue it. */
+function signJwt(claims, ttlS) {
+  const part = (json) => Buffer.from(JSON.stringify(json)).toString('base64url');
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ ...claims, exp: Math.floor(Date.now() / 1000) + ttlS })}`;
+  return `${unsigned}.${createHmac('sha256', jwtSecret).update(unsigned).digest('base64url')}`;
+}
+
 /** Polls `fn` until it returns a truthy value, or fails after the deadline. */
 async function eventually(what, fn, ms = WAIT_MS) {
   const deadline = Date.now() + ms;
@@ -138,6 +147,35 @@ const statusIs = (p, state) =>
   p.waitForFunction((s) => document.querySelector('[data-testid="connection-status"]')?.textContent === s, state, { timeout: WAIT_MS });
 
 const items = (p, text) => p.locator('[data-testid="event-item"]', { hasText: text });
+
+/** The sentence the feed shows under its state when the stream failed. */
+const statusError = async (p) => {
+  const alert = p.locator('.feed .connection-status .status-error');
+  await alert.waitFor({ timeout: WAIT_MS });
+  return alert.textContent();
+};
+
+/** Enters a token as the feed's stream credential and applies it, as a user would. */
+async function useStreamToken(p, token) {
+  await p.check('input[name="stream-credential-kind"][value="bearer"]');
+  await p.fill('#stream-credential-secret', token);
+  await p.click('button:has-text("Apply")');
+}
+
+/**
+ * Records the page's requests to `/events` and `/tickets` from now on: `{method, type, url,
+ * headers, status()}`, where `type` is the browser's (`eventsource`, `fetch`) and `status()`
+ * resolves with the answer's status.
+ */
+function recordRequests(p) {
+  const seen = [];
+  p.on('request', (r) => {
+    const url = new URL(r.url());
+    if (url.pathname !== '/events' && url.pathname !== '/tickets') return;
+    seen.push({ method: r.method(), type: r.resourceType(), url, headers: r.headers(), at: Date.now(), status: async () => (await r.response())?.status() });
+  });
+  return seen;
+}
 
 /**
  * Runs one case on a page of its own, in a fresh browser context (its own storage, cookies and
@@ -182,10 +220,15 @@ describe('web UI against a real gateway and upstream', () => {
       const config = gatewayConfig('gateway', [
         'sse: {retry: 500ms}',
         'channels:',
+        // Streams on these need a token whose `subscribe` claim covers the channel.
+        '  - name: "private.*"',
+        '    subscribe: claims',
+        '    publish: claims',
         '  - name: "*"',
         '    subscribe: public',
         '    publish: claims',
         'auth:',
+        '  jwt: {algorithms: [HS256], secret_env: E2E_JWT_SECRET}',
         '  api_keys:',
         '    - {name: e2e, key_env: E2E_KEY, publish: ["*"], admin: true}',
         'sources:',
@@ -201,7 +244,7 @@ describe('web UI against a real gateway and upstream', () => {
         'cors:',
         '  allowed_origins: ["*"]',
       ]);
-      gateway = await startProgram('sse-gateway', gatewayBin, ['--config', config], { E2E_KEY: key });
+      gateway = await startProgram('sse-gateway', gatewayBin, ['--config', config], { E2E_KEY: key, E2E_JWT_SECRET: jwtSecret });
 
       browser = await chromium.launch({
         executablePath: chromiumPath,
@@ -341,6 +384,85 @@ describe('web UI against a real gateway and upstream', () => {
       assert.equal(await items(page, away).count(), 1, 'the event published while away is shown exactly once');
       const states = await page.evaluate(() => window.__states);
       assert.deepEqual(states.slice(-2), ['reconnecting', 'open'], `states: ${states.join(' -> ')}`);
+    });
+  });
+
+  it('opens a channel that needs a token through a single-use ticket, never putting the token in a URL', CASE, (t) => {
+    const channel = unique('private.ticket');
+    return inFreshPage(t, `/?channel=${channel}`, async (page) => {
+      // Without a credential the gateway refuses the stream, and the page says why.
+      await statusIs(page, 'closed');
+      assert.match(await statusError(page), /Not signed in.*401 unauthorized/s);
+
+      const requests = recordRequests(page);
+      const token = signJwt({ sub: 'e2e-user', subscribe: [channel] }, 120);
+      await useStreamToken(page, token);
+      await statusIs(page, 'open');
+      const marker = unique('private');
+      await broadcast(channel, 'message', { text: marker });
+      await items(page, marker).first().waitFor({ timeout: WAIT_MS });
+
+      const tickets = requests.filter((r) => r.url.pathname === '/tickets');
+      const streams = requests.filter((r) => r.type === 'eventsource');
+      assert.deepEqual(
+        tickets.map((r) => [r.method, r.headers.authorization]),
+        [['POST', `Bearer ${token}`]],
+        'one ticket, fetched with the token in a header',
+      );
+      assert.equal(await tickets[0].status(), 201);
+      assert.equal(streams.length, 1, `one EventSource: ${streams.map((r) => r.url.search).join(' ')}`);
+      assert.match(streams[0].url.searchParams.get('ticket') ?? '', /^[0-9a-f]{64}$/);
+      for (const r of requests) assert.ok(!r.url.href.includes(token), `the token is in a URL: ${r.url.href}`);
+    });
+  });
+
+  it('a ticket opens one stream only: a second EventSource with it gets no event', CASE, (t) => {
+    const channel = unique('private.once');
+    const token = signJwt({ sub: 'e2e-user', subscribe: [channel] }, 120);
+    // A page of the gateway's origin with no stream of its own, driven by its own script.
+    return inFreshPage(t, '/healthz', async (page) => {
+      const url = await page.evaluate(
+        async ({ token, channel }) => {
+          const res = await fetch('/tickets', { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+          if (res.status !== 201) throw new Error(`POST /tickets answered ${res.status}: ${await res.text()}`);
+          const { ticket } = await res.json();
+          // What each EventSource went through: opened, readyState at each error, data received.
+          window.streams = {};
+          window.openStream = (name, url) => {
+            const log = (window.streams[name] = { opened: false, errors: [], data: [] });
+            const es = new EventSource(url);
+            es.onopen = () => (log.opened = true);
+            es.onerror = () => log.errors.push(es.readyState);
+            es.onmessage = (e) => log.data.push(e.data);
+          };
+          return `/events?channel=${encodeURIComponent(channel)}&ticket=${ticket}`;
+        },
+        { token, channel },
+      );
+      const stream = (name) => page.evaluate((n) => window.streams[n], name);
+
+      await page.evaluate((u) => window.openStream('first', u), url);
+      await eventually('the first EventSource open', async () => (await stream('first')).opened);
+      const one = unique('one');
+      await broadcast(channel, 'message', one);
+      await eventually('the first EventSource to receive the event', async () => (await stream('first')).data.includes(one));
+
+      await page.evaluate((u) => window.openStream('second', u), url);
+      // Refused (401): the browser closes it for good (readyState 2, CLOSED) and never retries.
+      await eventually('the second EventSource closed', async () => (await stream('second')).errors.includes(2));
+      const two = unique('two');
+      await broadcast(channel, 'message', two);
+      await eventually('the first EventSource to receive the next event', async () => (await stream('first')).data.includes(two));
+      // Events arrive in order on the first stream: had the second opened, it would have this one too.
+      assert.deepEqual(await stream('second'), { opened: false, errors: [2], data: [] });
+
+      // EventSource cannot say why; the same URL fetched shows the gateway's answer.
+      const why = await page.evaluate(async (u) => {
+        const res = await fetch(u);
+        return { status: res.status, body: await res.json() };
+      }, url);
+      assert.equal(why.status, 401);
+      assert.equal(why.body.error.code, 'invalid_ticket');
     });
   });
 
