@@ -466,6 +466,46 @@ describe('web UI against a real gateway and upstream', () => {
     });
   });
 
+  it('ends a stream with token_expired when its token expires, and resumes after signing in again', CASE, (t) => {
+    const channel = unique('private.expiry');
+    return inFreshPage(t, `/?channel=${channel}`, async (page) => {
+      await statusIs(page, 'closed'); // no credential yet
+      const requests = recordRequests(page);
+      // Long enough to open the stream and see an event before it expires, on a busy machine.
+      await useStreamToken(page, signJwt({ sub: 'e2e-user', subscribe: [channel] }, 5));
+      await statusIs(page, 'open');
+      const seen = unique('seen');
+      await broadcast(channel, 'message', { text: seen });
+      await items(page, seen).first().waitFor({ timeout: WAIT_MS });
+
+      // At the token's exp the gateway sends token_expired and ends the stream. The client does not
+      // let the browser reconnect with the spent ticket: it asks for a new ticket, which the expired
+      // token cannot get, and stops, saying why.
+      await page.locator('[data-testid="event-item"][data-event-type="token_expired"]').waitFor({ timeout: WAIT_MS });
+      await statusIs(page, 'closed');
+      assert.match(await statusError(page), /Signed out: the token expired/);
+      const streams = requests.filter((r) => r.type === 'eventsource');
+      assert.equal(streams.length, 1, `no EventSource after the expiry: ${streams.map((r) => r.url.search).join(' ')}`);
+      const tickets = requests.filter((r) => r.url.pathname === '/tickets');
+      assert.deepEqual(await Promise.all(tickets.map((r) => r.status())), [201, 401], 'a second ticket asked for, and refused');
+
+      // Published while signed out; a fresh token resumes from the last event id, so it is shown once.
+      const missed = unique('missed');
+      await broadcast(channel, 'message', { text: missed });
+      const fresh = signJwt({ sub: 'e2e-user', subscribe: [channel] }, 120);
+      await useStreamToken(page, fresh);
+      await statusIs(page, 'open');
+      await items(page, missed).first().waitFor({ timeout: WAIT_MS });
+      const after = unique('after');
+      await broadcast(channel, 'message', { text: after });
+      await items(page, after).first().waitFor({ timeout: WAIT_MS });
+      assert.equal(await items(page, missed).count(), 1);
+      assert.equal(await items(page, seen).count(), 1);
+      const last = requests.filter((r) => r.url.pathname === '/tickets').at(-1);
+      assert.equal(last.headers.authorization, `Bearer ${fresh}`, 'the new ticket is fetched with the fresh token');
+    });
+  });
+
   it('shows a reset notice for a resume id the gateway cannot honour', CASE, (t) => {
     const channel = unique('reset');
     return inFreshPage(t, `/?channel=${channel}&lastEventId=bogus`, async (page) => {
