@@ -179,8 +179,9 @@ function recordRequests(p) {
 
 /**
  * Runs one case on a page of its own, in a fresh browser context (its own storage, cookies and
- * cache), opened at `path` of `origin`. An error raised in the page fails the case; a failing case
- * leaves a screenshot in e2e/artifacts/. The context is closed at the end, streams and all.
+ * cache), opened at `path` of `origin` (`null`: the case navigates itself). An error raised in
+ * the page fails the case; a failing case leaves a screenshot in e2e/artifacts/. The context is
+ * closed at the end, streams and all.
  */
 async function inFreshPage(t, path, fn, { origin = gateway.url, viewport = DESKTOP } = {}) {
   const context = await browser.newContext({ viewport });
@@ -189,7 +190,7 @@ async function inFreshPage(t, path, fn, { origin = gateway.url, viewport = DESKT
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => consoleLog.write(`[${t.name}] ${m.type()}: ${m.text()}\n`));
   try {
-    await page.goto(origin + path);
+    if (path !== null) await page.goto(origin + path);
     await fn(page);
     assert.deepEqual(errors, [], 'errors raised in the page');
   } catch (e) {
@@ -504,6 +505,60 @@ describe('web UI against a real gateway and upstream', () => {
       const last = requests.filter((r) => r.url.pathname === '/tickets').at(-1);
       assert.equal(last.headers.authorization, `Bearer ${fresh}`, 'the new ticket is fetched with the fresh token');
     });
+  });
+
+  it('waits out Retry-After when the gateway is at capacity (503), then connects by itself', CASE, async (t) => {
+    // A gateway of its own, full with two streams held from here: the limit must not depend on
+    // what other cases hold.
+    const config = gatewayConfig('capacity', [
+      'sse: {retry: 500ms}',
+      'channels:',
+      '  - name: "*"',
+      '    subscribe: public',
+      '    publish: claims',
+      'auth:',
+      '  api_keys:',
+      '    - {name: e2e, key_env: E2E_KEY, publish: ["*"], admin: true}',
+      'limits: {max_connections: 2}',
+    ]);
+    const full = await startProgram('sse-gateway', gatewayBin, ['--config', config], { E2E_KEY: key }, 'sse-gateway-capacity');
+    const held = new AbortController();
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${full.url}/events?channel=holder`, { signal: held.signal });
+        assert.equal(res.status, 200, 'a held stream');
+      }
+      const channel = unique('capacity');
+      await inFreshPage(t, null, async (page) => {
+        const requests = recordRequests(page);
+        await page.goto(`${full.url}/?channel=${channel}`);
+        // The browser's EventSource gets 503 and gives up for good; the client asks the gateway
+        // why, says so, and waits the Retry-After it was told.
+        await statusIs(page, 'reconnecting');
+        assert.match(await statusError(page), /Unavailable: the gateway is at its connection limit\. Try again in 5 s\..*503 at_capacity/s);
+        assert.match(await page.locator('.feed .status-description').textContent(), /Attempt 1, next try in \d s\./);
+        // The header reaches the page's script.
+        const seen = await page.evaluate(async (u) => {
+          const res = await fetch(u);
+          return { status: res.status, retryAfter: res.headers.get('retry-after'), code: (await res.json()).error.code };
+        }, `/events?channel=${channel}`);
+        assert.deepEqual(seen, { status: 503, retryAfter: '5', code: 'at_capacity' });
+
+        // Room again: the page connects by itself, no sooner than Retry-After after its first try.
+        held.abort();
+        await statusIs(page, 'open');
+        const tries = requests.filter((r) => r.type === 'eventsource' && r.url.searchParams.get('channel') === channel);
+        assert.ok(tries.length >= 2, `tries: ${tries.length}`);
+        const waited = tries[1].at - tries[0].at;
+        assert.ok(waited >= 4_500, `tried again after ${waited} ms, before Retry-After (5 s)`);
+        const marker = unique('room');
+        await broadcast(channel, 'message', { text: marker }, full.url);
+        await items(page, marker).first().waitFor({ timeout: WAIT_MS });
+      });
+    } finally {
+      held.abort();
+      await stopProgram(full.child);
+    }
   });
 
   it('shows a reset notice for a resume id the gateway cannot honour', CASE, (t) => {
