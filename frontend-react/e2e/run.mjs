@@ -50,10 +50,18 @@ let tmp;
 let consoleLog;
 
 /**
- * Starts a program and resolves with its address once it prints `<name> listening on http://ADDR`.
- * Its output goes to e2e/artifacts/<log>.log.
+ * Starts a program and resolves with its address once it answers `GET /healthz`. Its output goes
+ * to e2e/artifacts/<log>.log.
  */
-function startProgram(name, bin, args, env = {}, log = name) {
+async function startProgram(name, bin, args, env = {}, log = name) {
+  const program = await spawnProgram(name, bin, args, env, log);
+  // The address is printed before the listener accepts: wait until it answers.
+  await eventually(`${name} to answer GET /healthz`, async () => (await fetch(`${program.url}/healthz`)).ok);
+  return program;
+}
+
+/** Spawns a program and resolves with its address once it prints `<name> listening on http://ADDR`. */
+function spawnProgram(name, bin, args, env, log) {
   const logFile = `${log}.log`;
   const out = createWriteStream(join(artifacts, logFile));
   const child = spawn(bin, args, { env: { ...process.env, RUST_LOG: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
