@@ -398,13 +398,14 @@ describe('web UI against a real gateway and upstream', () => {
 
   it('opens a channel that needs a token through a single-use ticket, never putting the token in a URL', CASE, (t) => {
     const channel = unique('private.ticket');
+    const user = unique('user'); // per-credential limits (limits.ticket_rate) are this case's own
     return inFreshPage(t, `/?channel=${channel}`, async (page) => {
       // Without a credential the gateway refuses the stream, and the page says why.
       await statusIs(page, 'closed');
       assert.match(await statusError(page), /Not signed in.*401 unauthorized/s);
 
       const requests = recordRequests(page);
-      const token = signJwt({ sub: 'e2e-user', subscribe: [channel] }, 120);
+      const token = signJwt({ sub: user, subscribe: [channel] }, 120);
       await useStreamToken(page, token);
       await statusIs(page, 'open');
       const marker = unique('private');
@@ -427,7 +428,7 @@ describe('web UI against a real gateway and upstream', () => {
 
   it('a ticket opens one stream only: a second EventSource with it gets no event', CASE, (t) => {
     const channel = unique('private.once');
-    const token = signJwt({ sub: 'e2e-user', subscribe: [channel] }, 120);
+    const token = signJwt({ sub: unique('user'), subscribe: [channel] }, 120);
     // A page of the gateway's origin with no stream of its own, driven by its own script.
     return inFreshPage(t, '/healthz', async (page) => {
       const url = await page.evaluate(
@@ -477,11 +478,12 @@ describe('web UI against a real gateway and upstream', () => {
 
   it('ends a stream with token_expired when its token expires, and resumes after signing in again', CASE, (t) => {
     const channel = unique('private.expiry');
+    const user = unique('user');
     return inFreshPage(t, `/?channel=${channel}`, async (page) => {
       await statusIs(page, 'closed'); // no credential yet
       const requests = recordRequests(page);
       // Long enough to open the stream and see an event before it expires, on a busy machine.
-      await useStreamToken(page, signJwt({ sub: 'e2e-user', subscribe: [channel] }, 5));
+      await useStreamToken(page, signJwt({ sub: user, subscribe: [channel] }, 5));
       await statusIs(page, 'open');
       const seen = unique('seen');
       await broadcast(channel, 'message', { text: seen });
@@ -501,7 +503,7 @@ describe('web UI against a real gateway and upstream', () => {
       // Published while signed out; a fresh token resumes from the last event id, so it is shown once.
       const missed = unique('missed');
       await broadcast(channel, 'message', { text: missed });
-      const fresh = signJwt({ sub: 'e2e-user', subscribe: [channel] }, 120);
+      const fresh = signJwt({ sub: user, subscribe: [channel] }, 120);
       await useStreamToken(page, fresh);
       await statusIs(page, 'open');
       await items(page, missed).first().waitFor({ timeout: WAIT_MS });
