@@ -265,6 +265,22 @@ describe('SseClient', () => {
     expect(states).toEqual(['connecting', 'open', 'reconnecting', 'open']);
   });
 
+  it('on token_expired, when the ticket endpoint still refuses the credential, closes with token_expired', async () => {
+    const replies = fetchReplies(jsonReply(201, { ticket: 't1', expires_in: 30 }), gatewayError(401, 'unauthorized', 'the token has expired'));
+    const getTicket = ticketSource({ credential: { bearer: 'expired' }, fetch: replies });
+    const { client, fake, states } = makeClient({ getTicket });
+    client.start();
+    await settle();
+    fake.last().open();
+    fake.last().emit('token_expired', { reason: 'token_expired' });
+    await vi.waitFor(() => expect(client.getSnapshot().state).toBe('closed'));
+    expect(fake.instances).toHaveLength(1);
+    expect(client.getSnapshot()).toMatchObject({
+      error: { status: 401, code: 'token_expired', endpoint: '/tickets', message: expect.stringContaining('the token has expired') },
+    });
+    expect(states).toEqual(['connecting', 'open', 'reconnecting', 'closed']);
+  });
+
   it('on token_expired without a way to refresh, closes with the error', () => {
     const { client, fake } = makeClient();
     client.start();

@@ -231,7 +231,7 @@ export class SseClient<M extends EventMap = EventMap> {
         ticket = await this.opts.getTicket(abort.signal);
       } catch (e) {
         if (gen !== this.generation) return;
-        void this.fail(toGatewayError(e), false);
+        void this.fail(this.stillExpired(toGatewayError(e)), false);
         return;
       }
       if (gen !== this.generation) return;
@@ -308,6 +308,17 @@ export class SseClient<M extends EventMap = EventMap> {
       return;
     }
     if (gen === this.generation) void this.connect();
+  }
+
+  /**
+   * A ticket refused with 401 right after `token_expired`: the credential is still the expired
+   * one (nothing refreshed it), so that is the error to show, not a generic "not signed in".
+   */
+  private stillExpired(error: GatewayError): GatewayError {
+    if (error.status !== 401 || this.snap.error?.code !== TOKEN_EXPIRED_EVENT) return error;
+    const expired = new GatewayError(401, TOKEN_EXPIRED_EVENT, `the credential expired and cannot get a new ticket: ${error.message}`);
+    expired.endpoint = error.endpoint;
+    return expired;
   }
 
   /** A connection failed: find out why when asked, then wait with backoff and connect again. */

@@ -1,4 +1,5 @@
-import { act, render, screen } from '@testing-library/react';
+import { act, render, screen, waitFor } from '@testing-library/react';
+import { useState } from 'react';
 import { describe, expect, it, vi } from 'vitest';
 import { fakeEventSource } from '../test/fakes';
 import { SseProvider, useEventSource, type UseEventSourceOptions } from './react';
@@ -114,6 +115,33 @@ describe('useEventSource', () => {
     rerender({ enabled: true });
     expect(text('state')).toBe('connecting');
     expect(fake.instances).toHaveLength(1);
+  });
+
+  it('reconnect() connects with the options set in the same handler (a new credential)', async () => {
+    const fake = fakeEventSource();
+    function SignIn() {
+      const [token, setToken] = useState('old');
+      const s = useEventSource({ channels: ['news'], getTicket: async () => `ticket-for-${token}`, EventSource: fake.EventSource, baseUrl: 'http://gw.test/', window: null });
+      return (
+        <button
+          onClick={() => {
+            setToken('new');
+            s.reconnect();
+          }}
+        >
+          sign in
+        </button>
+      );
+    }
+    render(<SignIn />);
+    await waitFor(() => expect(fake.last().params.get('ticket')).toBe('ticket-for-old'));
+    act(() => fake.last().open());
+    act(() => fake.last().emit('message', 'x', '4-2'));
+    act(() => screen.getByText('sign in').click());
+    await waitFor(() => expect(fake.instances).toHaveLength(2));
+    expect(fake.instances[0].closed).toBe(true);
+    expect(fake.last().params.get('ticket')).toBe('ticket-for-new');
+    expect(fake.last().params.get('lastEventId')).toBe('4-2');
   });
 
   it('close() closes the stream', () => {

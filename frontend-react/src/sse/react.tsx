@@ -33,7 +33,11 @@ export interface UseEventSourceOptions<M extends EventMap = EventMap> extends Om
 }
 
 export interface UseEventSourceResult extends SseSnapshot {
-  /** Connect again now (ends a backoff wait, restarts a closed stream). */
+  /**
+   * Connect again (ends a backoff wait, restarts a closed stream), once the render this causes is
+   * done: options set in the same event handler, such as a new credential behind `getTicket`,
+   * are the ones it connects with.
+   */
   reconnect(): void;
   /** Close the stream until `reconnect()`. */
   close(): void;
@@ -79,6 +83,11 @@ export function useEventSource<M extends EventMap = EventMap>(options: UseEventS
   const [snap, setSnap] = useState<SseSnapshot>(() =>
     enabled ? { ...CLOSED_SNAPSHOT, state: 'connecting', lastEventId: options.lastEventId ?? '' } : CLOSED_SNAPSHOT,
   );
+  // `reconnect()` asks for a reconnect here, and an effect does it after the render, when
+  // `latest` holds that render's options. Calling the client at once would connect with the
+  // options of the render before (the old credential, say).
+  const [reconnectAsked, setReconnectAsked] = useState(0);
+  const reconnectDone = useRef(0);
 
   useEffect(() => {
     if (!enabled) {
@@ -112,6 +121,8 @@ export function useEventSource<M extends EventMap = EventMap>(options: UseEventS
     });
     client.onReset((reset) => latest.current.onReset?.(reset));
     clientRef.current = client;
+    // A new client connects with this render's options: a reconnect asked for with them is done.
+    reconnectDone.current = reconnectAsked;
     setSnap(client.getSnapshot());
     const unsubscribe = client.subscribe(setSnap);
     client.start();
@@ -124,6 +135,12 @@ export function useEventSource<M extends EventMap = EventMap>(options: UseEventS
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key, EventSourceImpl, fetchImpl, hasTicket, hasTokenHandler]);
 
+  useEffect(() => {
+    if (reconnectDone.current === reconnectAsked) return;
+    reconnectDone.current = reconnectAsked;
+    clientRef.current?.reconnect();
+  }, [reconnectAsked]);
+
   // Event types that appear later are listened for on the open stream, without reconnecting.
   // A layout effect, so a type added inside `flushSync` is listened for when it returns.
   const listenKey = [...(options.listen ?? []), ...Object.keys(options.on ?? {})].join(',');
@@ -133,7 +150,7 @@ export function useEventSource<M extends EventMap = EventMap>(options: UseEventS
 
   return {
     ...snap,
-    reconnect: () => clientRef.current?.reconnect(),
+    reconnect: () => setReconnectAsked((n) => n + 1),
     close: () => clientRef.current?.close(),
   };
 }
