@@ -1,14 +1,32 @@
-//! Operator endpoints: `/stats`, `/clients`, `DELETE /clients/{id}`.
+//! Operator endpoints: `/stats`, `/clients`, `DELETE /clients/{id}`, from a read-only view of
+//! the node ([`NodeView`]).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::gateway::App;
-use crate::hub::{ClientInfo, CloseReason};
+use crate::broker::SharedBroker;
+use crate::hub::{ClientInfo, CloseReason, Hub};
 use crate::metrics;
 use crate::reply::ApiError;
-use crate::source::SourceStats;
+use crate::shutdown::Drain;
+use crate::snapshot::Snapshots;
+use crate::source::{SourceStats, Sources};
+
+/// What the operator endpoints read: this node's parts, never changed through it (closing a
+/// stream on request aside).
+#[derive(Clone)]
+pub struct NodeView {
+    /// This process among the nodes of a cluster (host name, pid and a random part).
+    pub node_id: String,
+    pub started_at: SystemTime,
+    pub hub: Arc<Hub>,
+    pub broker: SharedBroker,
+    pub drain: Arc<Drain>,
+    pub sources: Arc<Sources>,
+    pub snapshots: Arc<Snapshots>,
+}
 
 /// `GET /stats`.
 #[derive(Debug, Serialize)]
@@ -20,6 +38,18 @@ pub struct Stats {
     pub events: EventStats,
     /// One entry per configured source, in config order.
     pub sources: Vec<SourceStats>,
+    pub config: ConfigStats,
+}
+
+/// The configuration in force.
+#[derive(Debug, Serialize)]
+pub struct ConfigStats {
+    /// 1 for the config the node started with, one more per applied reload.
+    pub generation: u64,
+    /// When it was loaded (Unix seconds).
+    pub loaded_at: u64,
+    /// The file it came from (`null` for the embedded default).
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,8 +82,9 @@ pub struct EventStats {
     pub resets_total: u64,
 }
 
-pub fn stats(app: &App) -> Stats {
+pub fn stats(app: &NodeView) -> Stats {
     let (channels, history_events) = app.hub.counts();
+    let snapshot = app.snapshots.load();
     Stats {
         node: NodeStats {
             id: app.node_id.clone(),
@@ -80,8 +111,27 @@ pub fn stats(app: &App) -> Stats {
             replayed_total: metrics::REPLAYED_EVENTS.get(),
             resets_total: metrics::RESETS.get(),
         },
-        sources: app.sources.iter().map(|s| s.snapshot()).collect(),
+        sources: app
+            .sources
+            .statuses()
+            .iter()
+            .map(|s| s.snapshot())
+            .collect(),
+        config: ConfigStats {
+            generation: snapshot.generation,
+            loaded_at: unix_seconds(snapshot.loaded_at),
+            file: snapshot
+                .config
+                .source
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        },
     }
+}
+
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Largest page of `/clients`.
@@ -99,7 +149,7 @@ pub struct ClientsPage {
     pub total: usize,
 }
 
-pub fn clients(app: &App, query: Option<&str>) -> Result<ClientsPage, ApiError> {
+pub fn clients(app: &NodeView, query: Option<&str>) -> Result<ClientsPage, ApiError> {
     let mut limit = DEFAULT_PAGE;
     let mut after = 0;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -131,7 +181,7 @@ pub fn clients(app: &App, query: Option<&str>) -> Result<ClientsPage, ApiError> 
 }
 
 /// `DELETE /clients/{id}`: ends that stream (the client will reconnect and resume).
-pub fn disconnect(app: &App, id: &str) -> Result<(), ApiError> {
+pub fn disconnect(app: &NodeView, id: &str) -> Result<(), ApiError> {
     let client = id
         .parse()
         .ok()
@@ -171,7 +221,7 @@ struct NodeReport {
 }
 
 /// This node's report, as JSON.
-pub fn node_report(app: &App) -> String {
+pub fn node_report(app: &NodeView) -> String {
     let (clients, _) = app.hub.clients().page(0, CLUSTER_CLIENTS_PER_NODE);
     let report = NodeReport {
         stats: stats(app),
@@ -182,7 +232,7 @@ pub fn node_report(app: &App) -> String {
 }
 
 /// Every live node's report (this node's own, fresh, on a single node).
-async fn reports(app: &App) -> Result<Vec<serde_json::Value>, ApiError> {
+async fn reports(app: &NodeView) -> Result<Vec<serde_json::Value>, ApiError> {
     let shared = app
         .broker
         .node_reports()
@@ -205,7 +255,7 @@ fn sum(reports: &[serde_json::Value], path: &[&str]) -> u64 {
 
 /// `GET /stats?scope=cluster`: every node's stats (as each reported within the last seconds)
 /// and their totals.
-pub async fn cluster_stats(app: &App) -> Result<serde_json::Value, ApiError> {
+pub async fn cluster_stats(app: &NodeView) -> Result<serde_json::Value, ApiError> {
     let reports = reports(app).await?;
     let totals = serde_json::json!({
         "nodes": reports.len(),
@@ -223,7 +273,7 @@ pub async fn cluster_stats(app: &App) -> Result<serde_json::Value, ApiError> {
 }
 
 /// `GET /clients?scope=cluster`: each node's stream count and first streams.
-pub async fn cluster_clients(app: &App) -> Result<serde_json::Value, ApiError> {
+pub async fn cluster_clients(app: &NodeView) -> Result<serde_json::Value, ApiError> {
     let reports = reports(app).await?;
     let nodes: Vec<serde_json::Value> = reports
         .iter()

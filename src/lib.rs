@@ -9,23 +9,28 @@
 //! - [`stream`]: one client's SSE loop: replay, live events, heartbeats, lifetime, drain;
 //! - [`sse`]: the wire format, encoded once per event.
 //!
-//! Beside them: [`config`] (the YAML file and its checked form), [`gateway`] (the pingora service
-//! that routes every endpoint), [`auth`], [`limits`], [`cors`], [`admin`] (`/stats`, `/clients`),
-//! [`static_files`] (the UI), [`metrics`], [`reply`] (the JSON error shape) and [`shutdown`]
-//! (graceful drain).
+//! Beside them: [`config`] (the YAML file and its checked form), [`snapshot`] (the config in
+//! force and what derives from it, swapped whole) and [`reload`] (the file watcher and SIGHUP),
+//! [`front`] (the pingora HTTP front that routes every endpoint to its handler group), [`auth`],
+//! [`limits`], [`cors`], [`admin`] (`/stats`, `/clients`), [`static_files`] (the UI),
+//! [`metrics`], [`reply`] (the JSON error shape) and [`shutdown`] (signals: drain, hand-over,
+//! reload). [`server`] wires them into one pingora server; it alone sees every part.
 
 pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod cors;
-pub mod gateway;
+pub mod front;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod publish;
+pub mod reload;
 pub mod reply;
+pub mod server;
 pub mod shutdown;
+pub mod snapshot;
 pub mod source;
 pub use sse_wire as sse;
 pub mod static_files;

@@ -7,6 +7,9 @@
 //! stream ends. Rates are token buckets (GCRA, `governor`) keyed by IP or credential; their
 //! state is pruned by the janitor so keys that went quiet do not hold memory.
 //!
+//! A config reload swaps the numbers ([`Limits::reconfigure`]): open streams keep their places,
+//! and a rate whose setting did not change keeps its buckets.
+//!
 //! With a shared broker (Redis) the per-IP, per-user and rate limits hold across the cluster:
 //! after the node's own check (the fast path, which refuses without a round trip), the same
 //! limit is checked and taken in Redis, so adding nodes does not multiply a client's allowance.
@@ -20,6 +23,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
@@ -35,15 +39,47 @@ const CONNECTION_RETRY_AFTER: u64 = 5;
 
 /// The limits of one node, built from `limits:`.
 pub struct Limits {
+    settings: ArcSwap<Settings>,
+    counts: Mutex<Counts>,
+    /// The shared broker, when limits hold across nodes.
+    cluster: Option<SharedBroker>,
+}
+
+/// What `limits:` says, with the rate buckets it implies.
+struct Settings {
     max_connections: usize,
     per_ip: Option<usize>,
     per_user: Option<usize>,
-    counts: Mutex<Counts>,
-    connect_rate: Option<KeyedRate<IpAddr>>,
-    publish_rate: Option<KeyedRate<Box<str>>>,
-    ticket_rate: KeyedRate<Box<str>>,
-    /// The shared broker, when limits hold across nodes.
-    cluster: Option<SharedBroker>,
+    connect_rate: Option<Arc<KeyedRate<IpAddr>>>,
+    publish_rate: Option<Arc<KeyedRate<Box<str>>>>,
+    ticket_rate: Arc<KeyedRate<Box<str>>>,
+}
+
+impl Settings {
+    /// The settings of `cfg`, keeping the buckets of `old` whose rate is unchanged.
+    fn new(cfg: &LimitsConfig, old: Option<&Settings>) -> Settings {
+        fn bucket<K: Hash + Eq + Clone>(
+            rate: RateLimit,
+            old: Option<&Arc<KeyedRate<K>>>,
+        ) -> Arc<KeyedRate<K>> {
+            match old {
+                Some(old) if old.rate == rate => old.clone(),
+                _ => Arc::new(KeyedRate::new(rate)),
+            }
+        }
+        Settings {
+            max_connections: cfg.max_connections,
+            per_ip: cfg.max_connections_per_ip,
+            per_user: cfg.max_connections_per_user,
+            connect_rate: cfg
+                .connect_rate_per_ip
+                .map(|r| bucket(r, old.and_then(|o| o.connect_rate.as_ref()))),
+            publish_rate: cfg
+                .publish_rate
+                .map(|r| bucket(r, old.and_then(|o| o.publish_rate.as_ref()))),
+            ticket_rate: bucket(cfg.ticket_rate, old.map(|o| &o.ticket_rate)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -100,14 +136,17 @@ impl Limits {
     pub fn new(cfg: &LimitsConfig, cluster: Option<SharedBroker>) -> Arc<Limits> {
         Arc::new(Limits {
             cluster,
-            max_connections: cfg.max_connections,
-            per_ip: cfg.max_connections_per_ip,
-            per_user: cfg.max_connections_per_user,
+            settings: ArcSwap::from_pointee(Settings::new(cfg, None)),
             counts: Mutex::default(),
-            connect_rate: cfg.connect_rate_per_ip.map(KeyedRate::new),
-            publish_rate: cfg.publish_rate.map(KeyedRate::new),
-            ticket_rate: KeyedRate::new(cfg.ticket_rate),
         })
+    }
+
+    /// Takes the numbers of a reloaded `limits:`. Streams already open keep their places even
+    /// where the new maximum is lower (they are not cut; new ones wait for room).
+    pub fn reconfigure(&self, cfg: &LimitsConfig) {
+        let old = self.settings.load();
+        self.settings
+            .store(Arc::new(Settings::new(cfg, Some(&old))));
     }
 
     /// Admits a new stream from `ip`, for `user` (an authenticated subject or key name), or says
@@ -123,15 +162,16 @@ impl Limits {
         let Some(cluster) = &self.cluster else {
             return Ok(permit);
         };
+        let settings = self.settings.load_full();
         let ip_key = ip.map(|ip| ip.to_string());
-        if let (Some(rate), Some(ip)) = (&self.connect_rate, &ip_key) {
+        if let (Some(rate), Some(ip)) = (&settings.connect_rate, &ip_key) {
             if let Ok(Some(wait)) = cluster.take_token("connect", ip, rate.rate).await {
                 return Err(rate_limited("connect_rate", CONNECT_RATE_MESSAGE, wait));
             }
         }
         for (scope, max, key) in [
-            ("ip", self.per_ip, ip_key.as_deref()),
-            ("user", self.per_user, user),
+            ("ip", settings.per_ip, ip_key.as_deref()),
+            ("user", settings.per_user, user),
         ] {
             let (Some(max), Some(key)) = (max, key) else {
                 continue;
@@ -151,11 +191,12 @@ impl Limits {
         ip: Option<IpAddr>,
         user: Option<&str>,
     ) -> Result<StreamPermit, ApiError> {
-        if let (Some(rate), Some(ip)) = (&self.connect_rate, ip) {
+        let settings = self.settings.load();
+        if let (Some(rate), Some(ip)) = (&settings.connect_rate, ip) {
             rate.check(&ip, "connect_rate", CONNECT_RATE_MESSAGE)?;
         }
         let mut counts = self.counts.lock();
-        if counts.total >= self.max_connections {
+        if counts.total >= settings.max_connections {
             return Err(refuse(
                 "max_connections",
                 ApiError::new(
@@ -165,12 +206,12 @@ impl Limits {
                 ),
             ));
         }
-        if let (Some(max), Some(ip)) = (self.per_ip, ip) {
+        if let (Some(max), Some(ip)) = (settings.per_ip, ip) {
             if counts.per_ip.get(&ip).copied().unwrap_or(0) >= max {
                 return Err(too_many("ip", max));
             }
         }
-        if let (Some(max), Some(user)) = (self.per_user, user) {
+        if let (Some(max), Some(user)) = (settings.per_user, user) {
             if counts.per_user.get(user).copied().unwrap_or(0) >= max {
                 return Err(too_many("user", max));
             }
@@ -193,16 +234,17 @@ impl Limits {
 
     /// Admits one publish by `who` (a credential's name, or the client IP without one).
     pub async fn admit_publish(&self, who: &str) -> Result<(), ApiError> {
-        let Some(rate) = &self.publish_rate else {
+        let Some(rate) = self.settings.load().publish_rate.clone() else {
             return Ok(());
         };
-        self.take(rate, Bucket::PUBLISH, who).await
+        self.take(&rate, Bucket::PUBLISH, who).await
     }
 
     /// Admits one `POST /tickets` by the credential named `who`, so one credential cannot fill
     /// the ticket store.
     pub async fn admit_ticket(&self, who: &str) -> Result<(), ApiError> {
-        self.take(&self.ticket_rate, Bucket::TICKET, who).await
+        let rate = self.settings.load().ticket_rate.clone();
+        self.take(&rate, Bucket::TICKET, who).await
     }
 
     /// Takes a token of `key` from `rate`: from this node's bucket, then (with a shared broker)
@@ -229,13 +271,14 @@ impl Limits {
 
     /// Forgets rate state of keys that have been quiet long enough to have a full bucket again.
     pub fn prune(&self) {
-        if let Some(rate) = &self.connect_rate {
+        let settings = self.settings.load();
+        if let Some(rate) = &settings.connect_rate {
             rate.limiter.retain_recent();
         }
-        if let Some(rate) = &self.publish_rate {
+        if let Some(rate) = &settings.publish_rate {
             rate.limiter.retain_recent();
         }
-        self.ticket_rate.limiter.retain_recent();
+        settings.ticket_rate.limiter.retain_recent();
     }
 }
 
@@ -362,6 +405,31 @@ mod tests {
         assert_eq!(l.open_streams(), 2);
         l.admit_here(ip(1), None).unwrap();
         assert!(l.counts.lock().per_ip.len() <= 2);
+    }
+
+    #[test]
+    fn a_reload_changes_the_numbers_and_keeps_places_and_unchanged_buckets() {
+        let l =
+            limits("limits: {max_connections: 2, connect_rate_per_ip: {per_second: 1, burst: 2}}");
+        let _a = l.admit_here(ip(1), None).unwrap();
+        let _b = l.admit_here(ip(1), None).unwrap();
+        assert_eq!(l.admit_here(ip(2), None).err().unwrap().code, "at_capacity");
+        let reload = |yaml: &str| {
+            l.reconfigure(&crate::config::load_str(yaml, None).unwrap().limits);
+        };
+        reload("limits: {max_connections: 3, connect_rate_per_ip: {per_second: 1, burst: 2}}");
+        assert_eq!(l.open_streams(), 2, "open streams keep their places");
+        let _c = l
+            .admit_here(ip(2), None)
+            .expect("room under the new maximum");
+        // The same rate keeps its bucket: ip 1 spent its burst before the reload.
+        assert_eq!(
+            l.admit_here(ip(1), None).err().unwrap().code,
+            "rate_limited"
+        );
+        reload("limits: {max_connections: 1}");
+        assert_eq!(l.open_streams(), 3, "a lower maximum cuts nothing");
+        assert_eq!(l.admit_here(ip(1), None).err().unwrap().code, "at_capacity");
     }
 
     #[test]

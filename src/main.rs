@@ -1,11 +1,11 @@
-//! `sse-gateway --config gateway.yaml [--check] [--log-format human|json]`
+//! `sse-gateway --config gateway.yaml [--check] [--upgrade] [--log-format human|json]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use sse_gateway::config::{self, Config};
-use sse_gateway::gateway;
+use sse_gateway::server::{self, Launch};
 
 #[derive(Parser)]
 #[command(version, about = "A Server-Sent Events gateway and reverse proxy")]
@@ -16,6 +16,15 @@ struct Cli {
     /// Validate the configuration, print `ok` or every error, and exit (0 ok, 2 invalid).
     #[arg(long)]
     check: bool,
+    /// Take the listening socket over from the gateway running on the same `listen` address
+    /// (which is told with SIGQUIT, hands the socket over and drains its streams): a restart
+    /// without a refused connection, for a new binary or a changed `listen`.
+    #[arg(long)]
+    upgrade: bool,
+    /// Where the running gateway and its replacement meet to hand the socket over. Default: a
+    /// file per listening port in $XDG_RUNTIME_DIR (or the temp directory).
+    #[arg(long, value_name = "PATH")]
+    upgrade_sock: Option<PathBuf>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -41,7 +50,11 @@ fn main() -> ExitCode {
         println!("ok");
         return ExitCode::SUCCESS;
     }
-    let built = match gateway::build(config) {
+    let launch = Launch {
+        upgrade: cli.upgrade,
+        upgrade_sock: cli.upgrade_sock.clone(),
+    };
+    let built = match server::build(config, &launch) {
         Ok(built) => built,
         Err(message) => {
             eprintln!("sse-gateway: {message}");

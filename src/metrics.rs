@@ -25,7 +25,7 @@ metric!(STREAMS_OPENED: IntCounter = register_int_counter!(
     "sse_gateway_streams_opened_total", "SSE streams accepted"));
 metric!(STREAMS_CLOSED: IntCounterVec = register_int_counter_vec!(
     "sse_gateway_streams_closed_total",
-    "SSE streams ended, by reason: client_left, slow_consumer, kicked, lifetime, idle_timeout, shutdown, token_expired",
+    "SSE streams ended, by reason: client_left, slow_consumer, kicked, lifetime, idle_timeout, shutdown, token_expired, revoked",
     &["reason"]));
 metric!(SLOW_CONSUMERS: IntCounter = register_int_counter!(
     "sse_gateway_slow_consumer_disconnects_total",
@@ -73,6 +73,14 @@ metric!(LIMIT_REJECTIONS: IntCounterVec = register_int_counter_vec!(
      ticket_rate, header_timeout, header_size, uri_size",
     &["limit"]));
 
+metric!(CONFIG_RELOADS: IntCounterVec = register_int_counter_vec!(
+    "sse_gateway_config_reloads_total",
+    "Configuration reloads by result: ok (applied) or error (refused; the old config stays)",
+    &["result"]));
+metric!(CONFIG_GENERATION: IntGauge = register_int_gauge!(
+    "sse_gateway_config_generation",
+    "Generation of the configuration in force: 1 at start, one more per applied reload"));
+
 // Per source: the `source` label takes the names in `sources:`, a set the operator bounds.
 metric!(SOURCE_CONNECTED: IntGaugeVec = register_int_gauge_vec!(
     "sse_gateway_source_connected", "1 while the source's upstream stream is open", &["source"]));
@@ -109,9 +117,14 @@ pub fn init() {
         "idle_timeout",
         "shutdown",
         "token_expired",
+        "revoked",
     ] {
         STREAMS_CLOSED.with_label_values(&[reason]);
     }
+    for result in ["ok", "error"] {
+        CONFIG_RELOADS.with_label_values(&[result]);
+    }
+    LazyLock::force(&CONFIG_GENERATION);
     LazyLock::force(&SLOW_CONSUMERS);
     LazyLock::force(&EVENTS_PUBLISHED);
     LazyLock::force(&EVENTS_DELIVERED);

@@ -2,7 +2,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::reply::ApiError;
+use pingora::protocols::http::ServerSession;
+
+use crate::reply::{self, ApiError, CommonHeaders};
 
 /// Files larger than this are not served from memory.
 const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
@@ -13,6 +15,32 @@ pub struct StaticFile {
     pub body: Vec<u8>,
     /// Fingerprinted assets (`/assets/*`, built by Vite) never change under their name.
     pub immutable: bool,
+}
+
+/// Answers `GET`/`HEAD` of `path` with the file it names under `root` (see [`lookup`]).
+/// `Err` for a refusal to send as the JSON error; the inner result is the write's.
+pub async fn serve(
+    session: &mut ServerSession,
+    common: &CommonHeaders,
+    root: &Path,
+    path: &str,
+) -> Result<pingora::Result<()>, ApiError> {
+    let file = lookup(root, path).await?;
+    let cache = if file.immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let headers = [("cache-control", cache.to_string())];
+    Ok(reply::send(
+        session,
+        common,
+        200,
+        file.content_type,
+        &headers,
+        file.body.into(),
+    )
+    .await)
 }
 
 /// Resolves a request path inside `root`. `/` and unknown extension-less paths (client-side

@@ -18,7 +18,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use super::{unauthenticated, Principal};
+use super::{unauthenticated, Credential, Principal};
 use crate::config::{is_valid_channel, ChannelPattern, JwtAlgorithm, JwtConfig, JwtKeyMaterial};
 use crate::reply::ApiError;
 
@@ -247,6 +247,7 @@ impl Claims {
             admin: self.admin,
             expires: Some(expires),
             name: sub.into(),
+            credential: Credential::Jwt,
         })
     }
 }

@@ -51,6 +51,44 @@ pub struct Principal {
     /// When the credential stops being valid (a JWT's `exp`); `None` for API keys. A stream
     /// opened with it ends then.
     pub expires: Option<SystemTime>,
+    /// What kind of credential it was (a ticket stands for the credential it was issued to).
+    pub credential: Credential,
+}
+
+/// The kinds of credential a principal comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey,
+    Jwt,
+}
+
+impl Principal {
+    /// The rights this principal has under a reloaded `auth:` section, for streams opened
+    /// before the reload: an API key's are those of the key of the same name now (none if it
+    /// was removed); a JWT's stay what its claims said as long as JWTs are accepted at all (the
+    /// token itself is not kept, so a changed key cannot be checked against it).
+    pub fn under(&self, auth: &AuthConfig) -> Option<Principal> {
+        match self.credential {
+            Credential::ApiKey => auth
+                .api_keys
+                .iter()
+                .find(|key| key.name.as_str() == &*self.name)
+                .map(key_principal),
+            Credential::Jwt => auth.jwt.as_ref().map(|_| self.clone()),
+        }
+    }
+}
+
+/// The principal of a configured API key.
+fn key_principal(key: &ApiKey) -> Principal {
+    Principal {
+        name: key.name.as_str().into(),
+        publish: key.publish.clone(),
+        subscribe: Vec::new(),
+        admin: key.admin,
+        expires: None,
+        credential: Credential::ApiKey,
+    }
 }
 
 /// Which places an endpoint reads a credential from (see the module docs for why they differ).
@@ -196,13 +234,7 @@ impl Authenticator {
                 found = Some(key);
             }
         }
-        found.map(|key| Principal {
-            name: key.name.as_str().into(),
-            publish: key.publish.clone(),
-            subscribe: Vec::new(),
-            admin: key.admin,
-            expires: None,
-        })
+        found.map(key_principal)
     }
 
     fn jwt(&self, token: &[u8]) -> Result<Principal, ApiError> {

@@ -10,6 +10,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::auth::Principal;
+
 /// Why the gateway ended a stream (as opposed to the client leaving).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -18,6 +20,8 @@ pub enum CloseReason {
     SlowConsumer = 1,
     /// An operator called `DELETE /clients/{id}`.
     Kicked = 2,
+    /// A config reload took away the stream's right to one of its channels.
+    Revoked = 3,
 }
 
 /// One connected stream as the rest of the gateway sees it. Small on purpose: there is one per
@@ -28,7 +32,7 @@ pub struct ClientHandle {
     pub channels: Box<[Box<str>]>,
     pub types: Option<Box<[Box<str>]>>,
     pub peer: Option<IpAddr>,
-    pub principal: Option<Box<str>>,
+    pub principal: Option<Arc<Principal>>,
     pub connected_at: SystemTime,
     pub events_sent: AtomicU64,
     close_reason: AtomicU8,
@@ -61,6 +65,7 @@ impl ClientHandle {
             match self.close_reason.load(Ordering::Acquire) {
                 1 => return CloseReason::SlowConsumer,
                 2 => return CloseReason::Kicked,
+                3 => return CloseReason::Revoked,
                 _ => self.close.notified().await,
             }
         }
@@ -75,7 +80,7 @@ impl ClientHandle {
                 .as_ref()
                 .map(|t| t.iter().map(|t| t.to_string()).collect()),
             ip: self.peer.map(|ip| ip.to_string()),
-            principal: self.principal.as_ref().map(|p| p.to_string()),
+            principal: self.principal.as_ref().map(|p| p.name.to_string()),
             connected_at: self
                 .connected_at
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -114,7 +119,7 @@ impl ClientRegistry {
         channels: Box<[Box<str>]>,
         types: Option<Box<[Box<str>]>>,
         peer: Option<IpAddr>,
-        principal: Option<Box<str>>,
+        principal: Option<Arc<Principal>>,
     ) -> Arc<ClientHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let handle = Arc::new(ClientHandle {

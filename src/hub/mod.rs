@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 pub use clients::{ClientHandle, ClientInfo, ClientRegistry, CloseReason};
 pub use event::{Event, EventId};
 
+use crate::auth::Principal;
 use crate::config::HistoryLimits;
 use crate::metrics;
 
@@ -57,8 +58,9 @@ pub struct SubscribeRequest {
     /// The raw `Last-Event-ID` (header or query), if the client sent one.
     pub last_event_id: Option<String>,
     pub peer: Option<IpAddr>,
-    /// Who the credential belongs to, for `/clients` (never the credential itself).
-    pub principal: Option<Box<str>>,
+    /// Who opened it and with which rights (never the credential itself): for `/clients`, and
+    /// to close the stream when a reload takes its rights away.
+    pub principal: Option<Arc<Principal>>,
     /// Capacity of this stream's queue (`sse.client_queue`).
     pub queue: usize,
 }
@@ -140,6 +142,9 @@ struct State {
     channels: HashMap<Box<str>, Channel>,
     /// Seq of the last event delivered; the next must be greater.
     last_seq: u64,
+    /// Resolves a channel's history limits (from the config's channel rules); replaced on
+    /// reload.
+    rules: HistoryRules,
     /// The latest ranges of seqs declared lost ([`Hub::skip_to`]), newest last and at most
     /// [`SKIPS_KEPT`]: a publisher waiting for its event learns whether it arrived or was
     /// skipped over.
@@ -152,13 +157,17 @@ struct State {
 impl State {
     /// The channel's entry, created with its configured limits when it has none. A new entry
     /// starts at `pruned_floor`: events below it may have been forgotten with an earlier entry.
-    fn channel(&mut self, name: &str, limits_for: impl Fn(&str) -> HistoryLimits) -> &mut Channel {
+    fn channel(&mut self, name: &str) -> &mut Channel {
         let pruned_floor = self.pruned_floor;
+        let rules = &self.rules;
         self.channels
             .entry(name.into())
-            .or_insert_with(|| Channel::new(limits_for(name), pruned_floor))
+            .or_insert_with(|| Channel::new(rules(name), pruned_floor))
     }
 }
+
+/// Resolves the history limits of a channel by name.
+pub type HistoryRules = Arc<dyn Fn(&str) -> HistoryLimits + Send + Sync>;
 
 /// Lost ranges remembered for waiting publishers: far more than can happen within one
 /// publish's wait.
@@ -168,8 +177,6 @@ const SKIPS_KEPT: usize = 64;
 pub struct Hub {
     state: Mutex<State>,
     clients: ClientRegistry,
-    /// Resolves history limits for a channel (from the config's channel rules).
-    limits_for: Box<dyn Fn(&str) -> HistoryLimits + Send + Sync>,
     /// Bumped whenever a stream subscribes or leaves: on-demand sources wait on it to learn
     /// when their channels gain or lose their audience.
     subscriptions: watch::Sender<u64>,
@@ -182,18 +189,18 @@ impl Hub {
     /// A hub whose ids carry `epoch` (see [`EventId`]).
     pub fn new(
         epoch: u64,
-        limits_for: impl Fn(&str) -> HistoryLimits + Send + Sync + 'static,
+        rules: impl Fn(&str) -> HistoryLimits + Send + Sync + 'static,
     ) -> Arc<Hub> {
         Arc::new(Hub {
             state: Mutex::new(State {
                 epoch,
+                rules: Arc::new(rules),
                 channels: HashMap::new(),
                 last_seq: 0,
                 skipped: VecDeque::new(),
                 pruned_floor: 0,
             }),
             clients: ClientRegistry::default(),
-            limits_for: Box::new(limits_for),
             subscriptions: watch::Sender::new(0),
             taken: watch::Sender::new(0),
         })
@@ -205,6 +212,18 @@ impl Hub {
 
     pub fn clients(&self) -> &ClientRegistry {
         &self.clients
+    }
+
+    /// Takes new history limits (a config reload): every channel gets its limits from `rules`
+    /// now, and what they no longer allow leaves history at once.
+    pub fn set_history_rules(&self, rules: HistoryRules) {
+        let now = Instant::now();
+        let mut state = self.state.lock();
+        for (name, channel) in state.channels.iter_mut() {
+            channel.limits = rules(name);
+            channel.evict(now);
+        }
+        state.rules = rules;
     }
 
     /// Seq of the last event taken in.
@@ -323,7 +342,7 @@ impl Hub {
         state.last_seq = id.seq;
         let now = event.accepted_at;
         for name in event.channels.iter() {
-            let channel = state.channel(name, &self.limits_for);
+            let channel = state.channel(name);
             channel.history.push_back(event.clone());
             channel.evict(now);
         }
@@ -361,7 +380,7 @@ impl Hub {
         let mut state = self.state.lock();
         let now = Instant::now();
         for name in &client.channels {
-            let channel = state.channel(name, &self.limits_for);
+            let channel = state.channel(name);
             channel.evict(now);
             channel.subscribers.insert(
                 client.id,

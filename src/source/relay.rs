@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 
 use pingora::connectors::http::Connector;
 use sse_wire::parse::{ParsedEvent, ParsedItem, Parser, ParserLimits};
+use tokio::sync::watch;
 
 use super::backoff::Backoff;
 use super::status::{Fault, Phase, SourceStatus};
 use super::upstream::{self, Failure, Target};
+use super::SourceContext;
 use crate::broker::{BrokerError, Draft, SourceMark, SOURCE_LEASE_RENEW};
 use crate::config::{
     is_valid_channel, Config, SourceChannel, SourceConfig, SourceMode, SourceTarget,
 };
-use crate::gateway::App;
 
 /// A connection that stayed up this long was healthy, even without events: the next reconnect
 /// starts from the base delay.
@@ -29,14 +30,14 @@ pub struct Relay {
     /// One per server of the pool (or the one URL); attempts go round them.
     targets: Vec<Target>,
     status: Arc<SourceStatus>,
-    app: Arc<App>,
+    ctx: SourceContext,
     connector: Arc<Connector>,
     limits: ParserLimits,
 }
 
 /// How one connection ended.
 enum Ended {
-    /// The gateway is draining.
+    /// The gateway is draining, or the source was removed or changed by a reload.
     Stopped,
     /// `on_demand` and the last subscriber left (and the linger passed).
     Unwanted,
@@ -52,7 +53,7 @@ impl Relay {
         cfg: SourceConfig,
         config: &Config,
         status: Arc<SourceStatus>,
-        app: Arc<App>,
+        ctx: SourceContext,
         connector: Arc<Connector>,
     ) -> Result<Relay, String> {
         let targets = match &cfg.target {
@@ -72,7 +73,7 @@ impl Relay {
             cfg,
             targets,
             status,
-            app,
+            ctx,
             connector,
             limits: ParserLimits {
                 // Room for the field name in front of an event's largest line.
@@ -82,12 +83,19 @@ impl Relay {
         })
     }
 
-    /// Runs until the gateway drains.
-    pub async fn run(self) {
+    /// Runs until the gateway drains or `stop` turns true (a reload removed or changed the
+    /// source).
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
         // Skip mode: failing the stream on an oversized event would only get it sent again.
         let mut parser = Parser::new(self.limits).skipping_oversized();
         let mut backoff = Backoff::default();
-        let mut stop = pin!(self.app.drain.started());
+        let drain = self.ctx.drain.clone();
+        let mut stop = pin!(async move {
+            tokio::select! {
+                () = drain.started() => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+        });
         for attempt in 0usize.. {
             if self.cfg.mode == SourceMode::OnDemand {
                 self.status.set_phase(Phase::Idle);
@@ -119,7 +127,7 @@ impl Relay {
             match ended {
                 Ended::Stopped => break,
                 Ended::Unwanted => {
-                    self.app.broker.release_source(&self.cfg.name).await;
+                    self.ctx.broker.release_source(&self.cfg.name).await;
                     continue;
                 }
                 Ended::NotLeader => continue,
@@ -135,7 +143,7 @@ impl Relay {
             }
         }
         // Hand the source over at once rather than when the lease lapses.
-        self.app.broker.release_source(&self.cfg.name).await;
+        self.ctx.broker.release_source(&self.cfg.name).await;
         self.status.set_phase(Phase::Stopped);
     }
 
@@ -144,7 +152,7 @@ impl Relay {
         let name = &self.cfg.name;
         let mut gone = pin!(self.unwanted());
         loop {
-            match self.app.broker.lead_source(name).await {
+            match self.ctx.broker.lead_source(name).await {
                 Ok(true) => return true,
                 Ok(false) => self.status.set_phase(Phase::Standby),
                 Err(e) => {
@@ -167,10 +175,11 @@ impl Relay {
         backoff: &mut Backoff,
     ) -> Ended {
         self.status.set_phase(Phase::Connecting);
-        // Where the cluster's last leader of this source left off, else where this node did.
-        let resume = match self.app.broker.source_resume_id(&self.cfg.name).await {
+        // Where the cluster's last leader of this source left off, else where this node did
+        // (kept in the status, which outlives a relay restarted by a reload).
+        let resume = match self.ctx.broker.source_resume_id(&self.cfg.name).await {
             Ok(Some(id)) => id,
-            _ => parser.last_event_id().to_owned(),
+            _ => self.status.last_event_id(),
         };
         let mut stream = match upstream::open(
             &self.connector,
@@ -245,7 +254,7 @@ impl Relay {
             tokio::time::sleep(SOURCE_LEASE_RENEW).await;
             // A broker that cannot answer cannot give the lease to another node either: keep
             // reading (publishes wait for the broker meanwhile).
-            if let Ok(false) = self.app.broker.lead_source(&self.cfg.name).await {
+            if let Ok(false) = self.ctx.broker.lead_source(&self.cfg.name).await {
                 tracing::warn!(source = %self.cfg.name, "another node took the source over");
                 return;
             }
@@ -280,7 +289,7 @@ impl Relay {
         };
         loop {
             match self
-                .app
+                .ctx
                 .broker
                 .publish_from_source(draft.clone(), mark.clone())
                 .await
@@ -299,7 +308,7 @@ impl Relay {
 
     /// Whether a stream subscribes to one of this source's channels.
     fn has_audience(&self) -> bool {
-        let hub = &self.app.hub;
+        let hub = &self.ctx.hub;
         match &self.cfg.channel {
             // One lookup: this runs on every subscribe and leave while the source waits.
             SourceChannel::Fixed(name) => hub.has_subscribers_on(name),
@@ -311,7 +320,7 @@ impl Relay {
 
     /// Resolves once the source has (`true`) or lacks (`false`) an audience.
     async fn audience(&self, wanted: bool) {
-        let mut changes = self.app.hub.watch_subscriptions();
+        let mut changes = self.ctx.hub.watch_subscriptions();
         loop {
             changes.borrow_and_update();
             if self.has_audience() == wanted {

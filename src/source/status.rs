@@ -212,6 +212,16 @@ impl SourceStatus {
         *self.last_fault.lock() = Some(format!("{}: {detail}", fault.as_str()));
     }
 
+    /// The upstream id of the last event ingested ("" before the first).
+    pub fn last_event_id(&self) -> String {
+        self.last_event_id.lock().clone()
+    }
+
+    /// Carries the resume point over from the status of the same source before a reload.
+    pub fn resume_from(&self, earlier: &SourceStatus) {
+        *self.last_event_id.lock() = earlier.last_event_id();
+    }
+
     pub fn events_total(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
     }

@@ -8,6 +8,7 @@
 mod pump;
 mod request;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -22,8 +23,7 @@ pub use request::StreamRequest;
 
 use crate::auth::Principal;
 use crate::config::{Config, HeartbeatKind};
-use crate::gateway::App;
-use crate::hub::{SubscribeRequest, Subscription};
+use crate::hub::{Hub, SubscribeRequest, Subscription};
 use crate::limits::StreamPermit;
 use crate::metrics;
 use crate::reply::CommonHeaders;
@@ -66,6 +66,26 @@ impl StreamSettings {
     }
 }
 
+/// What a stream uses besides its own request: the hub it subscribes to and the drain that ends
+/// it.
+#[derive(Clone)]
+pub struct StreamContext {
+    pub hub: Arc<Hub>,
+    pub drain: Arc<Drain>,
+}
+
+/// A stream request that passed every check: what it asks, who asks, its place in the limits,
+/// and what it starts with.
+pub struct Admitted {
+    /// The CORS headers of its request.
+    pub common: CommonHeaders,
+    pub req: StreamRequest,
+    pub who: Option<Principal>,
+    pub permit: StreamPermit,
+    pub settings: StreamSettings,
+    pub peer: Option<IpAddr>,
+}
+
 /// Opens the stream: registers it with the hub, writes the response header, and hands the
 /// connection to a task of its own that runs it until it ends.
 ///
@@ -73,30 +93,29 @@ impl StreamSettings {
 /// session, its header buffer and the request future) ends here, and the stream task keeps only
 /// the socket and its own loop. On HTTP/1.1 that socket is the raw connection, written as chunked
 /// encoding directly; other protocols keep their session.
-pub async fn open(
-    mut session: ServerSession,
-    app: &Arc<App>,
-    common: &CommonHeaders,
-    req: StreamRequest,
-    who: Option<Principal>,
-    permit: StreamPermit,
-    mut settings: StreamSettings,
-) {
+pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Admitted) {
+    let Admitted {
+        common,
+        req,
+        who,
+        permit,
+        mut settings,
+        peer,
+    } = admitted;
     // Measured now, as the stream starts: the time spent checking the request is not given back.
     settings.expires_in = who
         .as_ref()
         .and_then(|p| p.expires)
         .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
-    let peer = crate::gateway::client_ip(&session);
-    let sub = app.hub.subscribe(SubscribeRequest {
+    let sub = ctx.hub.subscribe(SubscribeRequest {
         channels: req.channels,
         types: req.types,
         last_event_id: req.last_event_id,
         peer,
-        principal: who.map(|p| p.name),
+        principal: who.map(Arc::new),
         queue: settings.queue,
     });
-    let header = match response_header(&session, common) {
+    let header = match response_header(&session, &common) {
         Ok(header) => header,
         Err(e) => {
             tracing::warn!(error = %e, "cannot build the stream's response header");
@@ -113,7 +132,7 @@ pub async fn open(
     metrics::STREAMS_OPENED.inc();
     metrics::STREAMS_OPEN.inc();
     tracing::debug!(client = sub.client.id, ?peer, "stream opened");
-    let drain = app.drain.clone();
+    let drain = ctx.drain.clone();
     let write_timeout = settings.write_timeout;
     match session {
         ServerSession::H1(h1) => {

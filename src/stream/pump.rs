@@ -26,9 +26,12 @@ const MAX_BATCH: usize = 256;
 /// The event that ends a stream whose credential expired, and its data.
 pub const TOKEN_EXPIRED_EVENT: &str = "token_expired";
 pub const TOKEN_EXPIRED_DATA: &str = r#"{"reason":"token_expired"}"#;
+/// The event that ends a stream whose rights a config reload took away, and its data.
+pub const ACCESS_REVOKED_EVENT: &str = "access_revoked";
+pub const ACCESS_REVOKED_DATA: &str = r#"{"reason":"access_revoked"}"#;
 
-/// How long a kicked stream's last chunk may take: the operator wants it gone, and a client that
-/// cannot take a few bytes at once is not worth waiting for.
+/// How long a kicked or revoked stream's last chunk may take: it is to be gone, and a client
+/// that cannot take a few bytes at once is not worth waiting for.
 const KICK_WRITE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// About 30 years: far enough to mean "never", and safely inside what the timer can represent.
@@ -66,6 +69,8 @@ pub enum End {
     Shutdown,
     /// The credential it was opened with expired (a JWT's `exp`).
     TokenExpired,
+    /// A config reload took its rights away.
+    Revoked,
 }
 
 impl End {
@@ -78,6 +83,7 @@ impl End {
             End::IdleTimeout => "idle_timeout",
             End::Shutdown => "shutdown",
             End::TokenExpired => "token_expired",
+            End::Revoked => "revoked",
         }
     }
 }
@@ -87,6 +93,7 @@ impl From<CloseReason> for End {
         match reason {
             CloseReason::SlowConsumer => End::SlowConsumer,
             CloseReason::Kicked => End::Kicked,
+            CloseReason::Revoked => End::Revoked,
         }
     }
 }
@@ -230,11 +237,21 @@ pub async fn pump<D: Downstream>(
         }
     };
 
-    if end == End::Kicked {
+    if matches!(end, End::Kicked | End::Revoked) {
         // The response still ends properly (the last chunk on HTTP/1.1), so that every client
-        // sees a complete body and reconnects as after any other end, rather than reporting a
-        // broken one.
-        let _ = tokio::time::timeout(KICK_WRITE_DEADLINE, out.write(Bytes::new(), true)).await;
+        // sees a complete body rather than a broken one. A revoked stream is told why (nothing
+        // still queued is sent: it has no right to it), so the app can ask its user to sign in
+        // rather than let EventSource reconnect into a 401 or 403 that stops it for good.
+        let last = if end == End::Revoked {
+            sse::encode_event(
+                &last_id.to_string(),
+                ACCESS_REVOKED_EVENT,
+                ACCESS_REVOKED_DATA,
+            )
+        } else {
+            Bytes::new()
+        };
+        let _ = tokio::time::timeout(KICK_WRITE_DEADLINE, out.write(last, true)).await;
     } else if matches!(end, End::Lifetime | End::Shutdown | End::TokenExpired) {
         // Flush what is already queued, then the last word.
         let mut last = BytesMut::new();

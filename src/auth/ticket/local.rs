@@ -174,6 +174,7 @@ fn principal_bytes(p: &Principal) -> usize {
 mod tests {
     use super::super::TicketStore;
     use super::*;
+    use crate::auth::Credential;
     use std::time::SystemTime;
 
     fn who(expires: Option<SystemTime>) -> Principal {
@@ -183,6 +184,7 @@ mod tests {
             publish: vec![],
             admin: false,
             expires,
+            credential: Credential::Jwt,
         }
     }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{hex, unknown};
-use crate::auth::Principal;
+use crate::auth::{Credential, Principal};
 use crate::broker::{BrokerError, TicketVault};
 use crate::config::ChannelPattern;
 use crate::reply::ApiError;
@@ -127,6 +127,12 @@ impl Held {
             expires: self
                 .expires
                 .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            // Only a JWT expires.
+            credential: if self.expires.is_some() {
+                Credential::Jwt
+            } else {
+                Credential::ApiKey
+            },
         })
     }
 }
@@ -159,6 +165,7 @@ mod tests {
             publish: vec![ChannelPattern::Exact("user.alice.out".into())],
             admin: true,
             expires,
+            credential: Credential::Jwt,
         }
     }
 

@@ -1,0 +1,78 @@
+//! What every handler reads off a request: which methods a path allows, the client's address,
+//! the size limits of a request head, and the log line of a refusal.
+
+use http::Method;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::ServerSession;
+
+use crate::auth;
+use crate::metrics;
+use crate::reply::ApiError;
+
+/// The client's address, when the connection is TCP.
+pub fn client_ip(session: &ServerSession) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// 405 with `Allow` unless `method` is one of `allowed`.
+pub(super) fn allow(method: &Method, allowed: &[Method]) -> Result<(), ApiError> {
+    if allowed.contains(method) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        Err(ApiError::method_not_allowed(&names.join(", ")))
+    }
+}
+
+/// Longest request target (path and query) accepted: far above any real channel list, far below
+/// what would make parsing it a cost.
+const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most bytes of request header fields accepted (pingora itself stops at 1 MiB).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 414 for an over-long request target, 431 for over-large header fields.
+pub(super) fn size(req: &RequestHeader) -> Result<(), ApiError> {
+    let uri = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        metrics::LIMIT_REJECTIONS
+            .with_label_values(&["uri_size"])
+            .inc();
+        return Err(ApiError::new(
+            414,
+            "uri_too_long",
+            format!("the request target is over {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    let headers: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        metrics::LIMIT_REJECTIONS
+            .with_label_values(&["header_size"])
+            .inc();
+        return Err(ApiError::new(
+            431,
+            "headers_too_large",
+            format!("the request header fields are over {MAX_HEADER_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// One debug line per refused request; the target with its credentials redacted.
+pub(super) fn refused(session: &ServerSession, e: &ApiError) {
+    let req = session.req_header();
+    let target = req.uri.path_and_query().map_or("", |pq| pq.as_str());
+    tracing::debug!(
+        method = %req.method,
+        target = %auth::redact::target(target),
+        status = e.status,
+        code = e.code,
+        "request refused"
+    );
+}

@@ -1,0 +1,297 @@
+//! The wiring: builds every part of a node from the first [`Config`], hands each consumer the
+//! narrow handles it uses, and puts them into one pingora `Server`. The only module that sees
+//! every part; nothing imports it back.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::{self, NodeView};
+use crate::auth::TicketStore;
+use crate::broker::{redis, MemoryBroker, RedisBroker, SharedBroker};
+use crate::config::{BrokerConfig, Config};
+use crate::front::Front;
+use crate::hub::{HistoryRules, Hub};
+use crate::limits::Limits;
+use crate::metrics;
+use crate::reload::{ReloadTrigger, Reloader};
+use crate::shutdown::{Drain, SignalWatch};
+use crate::snapshot::{Snapshot, Snapshots};
+use crate::source::{SourceContext, SourceService, Sources};
+use crate::stream::StreamContext;
+
+/// How long a node waits for Redis at startup before giving up (exit 2).
+const REDIS_STARTUP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Connection read buffer: none. pingora reads a request head into its own buffer, and a stream
+/// never reads a body, so an L4 read buffer (64 KiB by pingora's default) would only be idle
+/// memory on every open stream.
+const CONN_READ_BUFFER: usize = 0;
+/// Connection write buffer (pingora's default, one TCP segment): lets a reply's header and body
+/// leave in one write.
+const CONN_WRITE_BUFFER: usize = 1460;
+
+/// How the process was started, beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// Take the listening sockets over from a running gateway (`--upgrade`).
+    pub upgrade: bool,
+    /// Where the running and the new process meet to hand the sockets over.
+    pub upgrade_sock: Option<PathBuf>,
+}
+
+/// A configured, not yet running gateway.
+pub struct Built {
+    pub server: Server,
+    /// The address the listener binds (a concrete port even when the config said 0).
+    pub listen: SocketAddr,
+    signals: SignalWatch,
+}
+
+impl Built {
+    /// Runs until SIGTERM/SIGINT has drained every stream (or SIGQUIT handed the listener to a
+    /// new process and drained); then the process exits 0.
+    pub fn run(self) -> ! {
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(self.signals),
+        });
+        std::process::exit(0)
+    }
+}
+
+/// Builds the pingora server for `config`: the HTTP front on `listen`, the broker's replicator,
+/// the sources, the config reloader and the janitor.
+pub fn build(config: Config, launch: &Launch) -> Result<Built, String> {
+    metrics::init();
+    let listen = resolve_listen(config.listen)?;
+    let node_id = node_id();
+    let rules = history_rules(&config);
+    let (hub, broker, replicator, tickets): (_, SharedBroker, _, _) = match &config.broker {
+        BrokerConfig::Memory => {
+            // The node's start: ids of an earlier run of this node are never reused.
+            let epoch = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let hub = Hub::new(epoch, move |channel| rules(channel));
+            let broker = Arc::new(MemoryBroker::new(hub.clone()));
+            (hub, broker, None, TicketStore::default())
+        }
+        BrokerConfig::Redis { url } => {
+            let (client, epoch) = redis::cluster_epoch(url, REDIS_STARTUP_PATIENCE)?;
+            let hub = Hub::new(epoch, move |channel| rules(channel));
+            let (broker, replicator) = RedisBroker::new(hub.clone(), client, &node_id);
+            // Any node redeems the tickets of any node.
+            let tickets = TicketStore::shared(broker.clone());
+            (hub, broker, Some(replicator), tickets)
+        }
+    };
+    metrics::BROKER_UP.set(i64::from(broker.is_up()));
+    let tickets = Arc::new(tickets);
+    // Shared brokers hold the limits across nodes.
+    let limits = Limits::new(&config.limits, replicator.is_some().then(|| broker.clone()));
+    let drain = Arc::new(Drain::default());
+    let sources = Sources::new(SourceContext {
+        hub: hub.clone(),
+        broker: broker.clone(),
+        drain: drain.clone(),
+    });
+    let first = Snapshot::build(config, tickets.clone(), 1)?;
+    let config = first.config.clone();
+    let snapshots = Snapshots::new(first);
+    metrics::CONFIG_GENERATION.set(1);
+    let node = NodeView {
+        node_id,
+        started_at: SystemTime::now(),
+        hub: hub.clone(),
+        broker: broker.clone(),
+        drain: drain.clone(),
+        sources: sources.clone(),
+        snapshots: snapshots.clone(),
+    };
+    let front = Front {
+        snapshots: snapshots.clone(),
+        broker: broker.clone(),
+        limits: limits.clone(),
+        drain: drain.clone(),
+        streams: StreamContext {
+            hub: hub.clone(),
+            drain: drain.clone(),
+        },
+        node: node.clone(),
+    };
+    let (reload, reload_requests) = ReloadTrigger::new();
+    let reloader = Reloader {
+        snapshots: snapshots.clone(),
+        tickets: tickets.clone(),
+        hub: hub.clone(),
+        limits: limits.clone(),
+        sources: sources.clone(),
+        requests: reload_requests.into(),
+        trigger: reload.clone(),
+    };
+
+    let conf = ServerConf {
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        // The drain happens in `SignalWatch` before pingora sees SIGTERM; there is nothing left
+        // for pingora's own (unconditional) grace sleep to wait for. After a socket hand-over
+        // (SIGQUIT) pingora waits this long while the streams drain (see `shutdown`).
+        grace_period_seconds: Some(config.shutdown.grace_period.as_secs().saturating_add(2)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: launch
+            .upgrade_sock
+            .clone()
+            .unwrap_or_else(|| default_upgrade_sock(listen))
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: launch.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    server.bootstrap();
+    let phases = server.watch_execution_phase();
+
+    let mut http = Service::new("gateway".to_string(), front);
+    http.add_listener(
+        ListenerConfig::tcp(listen.to_string())
+            .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
+    );
+    server.add_service(http);
+    if let Some(replicator) = replicator {
+        server.add_service(background_service("redis replicator", replicator));
+        server.add_service(background_service(
+            "cluster reporter",
+            Reporter { node: node.clone() },
+        ));
+    }
+    server.add_service(background_service(
+        "sources",
+        SourceService {
+            sources,
+            config: config.clone(),
+        },
+    ));
+    server.add_service(background_service("config reloader", reloader));
+    server.add_service(background_service(
+        "janitor",
+        Janitor {
+            hub: hub.clone(),
+            limits,
+            tickets,
+        },
+    ));
+    let signals = SignalWatch {
+        drain,
+        hub,
+        snapshots,
+        reload,
+        phases: phases.into(),
+    };
+    Ok(Built {
+        server,
+        listen,
+        signals,
+    })
+}
+
+/// The history limits of each channel under `config`, for the hub.
+pub(crate) fn history_rules(config: &Config) -> HistoryRules {
+    let config = config.clone();
+    Arc::new(move |channel: &str| config.history_for(channel))
+}
+
+/// Where a running gateway and its replacement hand the listening sockets over when none is
+/// given: one path per listening port, so gateways on different ports never meet.
+fn default_upgrade_sock(listen: SocketAddr) -> PathBuf {
+    std::env::temp_dir().join(format!("sse-gateway-{}.upgrade.sock", listen.port()))
+}
+
+/// A name for this process among the nodes: the host name (when known), the pid and a random
+/// part, so a restarted node is a new node.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        });
+    let suffix = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+    match host {
+        Some(host) => format!("{host}-{suffix}"),
+        None => suffix,
+    }
+}
+
+/// A concrete address for the listener: port 0 becomes a free port chosen now, so the address
+/// can be printed (and read back by tests) before pingora binds it.
+fn resolve_listen(addr: SocketAddr) -> Result<SocketAddr, String> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = TcpListener::bind(addr).map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    probe
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))
+}
+
+/// Shares this node's `/stats` and first clients with the cluster every second, for
+/// `?scope=cluster` (only with a shared broker).
+struct Reporter {
+    node: NodeView,
+}
+
+#[async_trait]
+impl BackgroundService for Reporter {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let report = admin::node_report(&self.node);
+                    self.node.broker.report_node(&self.node.node_id, report).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Periodic upkeep: ages out history and forgets idle channels, prunes rate-limit state, drops
+/// expired tickets, and refreshes the gauges.
+struct Janitor {
+    hub: Arc<Hub>,
+    limits: Arc<Limits>,
+    tickets: Arc<TicketStore>,
+}
+
+#[async_trait]
+impl BackgroundService for Janitor {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Hub::SWEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.hub.sweep();
+                    self.limits.prune();
+                    self.tickets.sweep();
+                    let (channels, events) = self.hub.counts();
+                    metrics::CHANNELS.set(channels as i64);
+                    metrics::HISTORY_EVENTS.set(events as i64);
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
