@@ -227,11 +227,11 @@ async fn publish_all(opts: &Options, target: target::Target, deadline: Instant) 
         let data = payload::make_data(seq, payload::unix_nanos(), opts.event_bytes);
         let request = publisher.request(&data);
         match publisher.send(&request, timeout).await {
-            Outcome::Accepted => {
+            Outcome::Accepted(_) => {
                 done.published += 1;
                 done.last_seq = seq;
             }
-            Outcome::Rejected(why) | Outcome::NotSent(why) => {
+            Outcome::Rejected { why, .. } | Outcome::NotSent(why) => {
                 done.errors += 1;
                 done.first_error
                     .get_or_insert(format!("publish {seq}: {why}"));
