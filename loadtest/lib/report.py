@@ -536,6 +536,8 @@ def chaos_main(raw, out_md):
         "| unanswered, yet delivered " + both("unanswered_delivered"),
         "| an answer's id given to two events " + both("ids_reused"),
         "| first lost sequence numbers " + both("lost_first", lambda v: ", ".join(map(str, v)) or "none"),
+        "| lost at some subscribers only (first; by the node of their first stream) "
+        + both("lost_partly_first", lambda v: "; ".join(v) or "none"),
         "",
         "By phase (events by the time of their answer; a phase runs from one fault to the next):",
         "",

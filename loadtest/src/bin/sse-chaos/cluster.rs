@@ -225,6 +225,9 @@ pub struct NodeFigures {
     pub broker_events_recovered: Option<f64>,
 }
 
+/// Where posts to the upstream go; a post holds it (read) until answered.
+pub type UpstreamGate = Arc<tokio::sync::RwLock<Option<SocketAddr>>>;
+
 /// Where the processes of a run listen.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Addresses {
@@ -254,6 +257,8 @@ pub struct Cluster {
     redis_port: u16,
     upstream: Option<Proc>,
     pub upstream_addr: SocketAddr,
+    /// The upstream for posts: `None` while it restarts (see [`Cluster::restart_upstream`]).
+    pub upstream_gate: UpstreamGate,
     nodes: Vec<Node>,
     /// Where clients and publishers find each node.
     pub table: Nodes,
@@ -292,6 +297,7 @@ impl Cluster {
             redis_port,
             upstream: None,
             upstream_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            upstream_gate: Arc::default(),
             nodes: Vec::new(),
             table: Arc::new(RwLock::new(vec![None; opts.nodes])),
             config: work.0.join("gateway.yaml"),
@@ -393,6 +399,7 @@ impl Cluster {
         .await?;
         self.upstream = Some(proc);
         self.upstream_addr = addr.context("no upstream address")?;
+        *self.upstream_gate.write().await = Some(self.upstream_addr);
         Ok(())
     }
 
@@ -517,7 +524,14 @@ impl Cluster {
 
     /// Stops the upstream (SIGTERM) and starts it again on the same port, which is free
     /// between the two for a moment (the same risk as for Redis).
+    ///
+    /// It is taken out of the posts' rotation first, once the posts in flight are answered, and
+    /// no post is sent until it is back: a notification that a stopping upstream accepts after
+    /// its streams have closed dies with its in-memory history, which is the upstream's loss,
+    /// not the gateway's. Every notification it accepted before has been written to the
+    /// gateway's connection (it answers 201 only then).
     pub async fn restart_upstream(&mut self) -> anyhow::Result<String> {
+        *self.upstream_gate.write().await = None;
         if let Some(mut upstream) = self.upstream.take() {
             upstream.stop(STOP_GRACE).await;
         }

@@ -101,7 +101,7 @@ async fn run(opts: &Options) -> anyhow::Result<Report> {
         until,
     ));
     let posting = tokio::spawn(traffic::post_notifications(
-        cluster.upstream_addr,
+        cluster.upstream_gate.clone(),
         opts.source_rate,
         start,
         until,

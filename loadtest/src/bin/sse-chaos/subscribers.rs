@@ -55,9 +55,10 @@ pub struct Reset {
 pub struct Log {
     pub receipts: Vec<Receipt>,
     pub resets: Vec<Reset>,
-    /// Streams opened, and on which nodes.
+    /// Streams opened, and on which nodes (the first one apart).
     pub opens: u32,
     pub nodes: HashSet<usize>,
+    pub first_node: Option<usize>,
     /// Why streams ended or failed to open, by [`End`].
     pub ends: BTreeMap<String, u64>,
     /// Events received beyond [`Log::cap`], counted but not kept.
@@ -108,6 +109,7 @@ impl Listener for Recorder {
         if let Ok(mut log) = self.0.lock() {
             log.opens += 1;
             log.nodes.insert(node);
+            log.first_node.get_or_insert(node);
         }
     }
 

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::cluster::{Addresses, NodeFigures};
+use crate::cluster::{node_name, Addresses, NodeFigures};
 use crate::faults::FaultRecord;
 use crate::subscribers::{Kind, Log};
 use crate::traffic::{Answer, Answered};
@@ -71,6 +71,9 @@ pub struct Category {
     /// Extra uses of an id that an answer had already given to another event.
     pub ids_reused: u64,
     pub lost_first: Vec<u64>,
+    /// Events lost at some subscribers only: which, and where the subscribers missing them
+    /// opened their first stream (`"3612: 20 of 60 subscribers missed it (A 20)"`).
+    pub lost_partly_first: Vec<String>,
     pub duplicated_first: Vec<u64>,
     pub phases: Vec<Phase>,
 }
@@ -203,7 +206,8 @@ pub fn category(
     let accepted = accepted(answers);
     c.expected_deliveries = c.accepted * logs.len() as u64;
 
-    let mut lost: BTreeMap<u64, usize> = BTreeMap::new();
+    // Each lost event, with the first node of each subscriber that misses it.
+    let mut lost: BTreeMap<u64, Vec<Option<usize>>> = BTreeMap::new();
     let mut duplicated: HashSet<u64> = HashSet::new();
     let mut refused_delivered: HashSet<u64> = HashSet::new();
     let mut unanswered_delivered: HashSet<u64> = HashSet::new();
@@ -230,7 +234,7 @@ pub fn category(
                 c.missed_after_reset += 1;
             } else {
                 c.lost_deliveries += 1;
-                *lost.entry(seq).or_default() += 1;
+                lost.entry(seq).or_default().push(log.first_node);
             }
         }
         for seq in counts.keys() {
@@ -246,8 +250,28 @@ pub fn category(
         }
     }
     c.lost_events = lost.len() as u64;
-    c.lost_everywhere = lost.values().filter(|&&n| n == logs.len()).count() as u64;
+    c.lost_everywhere = lost.values().filter(|at| at.len() == logs.len()).count() as u64;
     c.lost_first = lost.keys().take(EXAMPLES).copied().collect();
+    c.lost_partly_first = lost
+        .iter()
+        .filter(|(_, at)| at.len() < logs.len())
+        .take(EXAMPLES)
+        .map(|(seq, at)| {
+            let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
+            for node in at {
+                *by_node
+                    .entry(node.map_or("-".to_owned(), node_name))
+                    .or_default() += 1;
+            }
+            let nodes: Vec<String> = by_node.iter().map(|(n, k)| format!("{n} {k}")).collect();
+            format!(
+                "{seq}: {} of {} subscribers missed it ({})",
+                at.len(),
+                logs.len(),
+                nodes.join(", ")
+            )
+        })
+        .collect();
     c.duplicated_events = duplicated.len() as u64;
     let mut duplicated: Vec<u64> = duplicated.into_iter().collect();
     duplicated.sort_unstable();
@@ -442,6 +466,11 @@ impl Report {
         for (name, a, b) in rows {
             let _ = writeln!(out, "{name:<34} {a:>22} {b:>22}");
         }
+        for (what, c) in [("POST /broadcast", p), ("upstream source", s)] {
+            for partly in &c.lost_partly_first {
+                let _ = writeln!(out, "lost at some subscribers only ({what}): {partly}");
+            }
+        }
         let _ = writeln!(out, "lost / 503 by phase (POST /broadcast):");
         for phase in &p.phases {
             let _ = writeln!(
@@ -518,6 +547,7 @@ mod tests {
 
     fn log(events: &[(&str, u64)], resets: &[(&str, usize)]) -> Log {
         let mut log = Log::default();
+        log.first_node = Some(1);
         log.receipts = events
             .iter()
             .map(|&(id, seq)| Receipt {
@@ -584,6 +614,14 @@ mod tests {
         );
         assert_eq!((c.lost_events, c.lost_everywhere), (3, 0));
         assert_eq!(c.lost_first, [1, 4, 5]);
+        assert_eq!(
+            c.lost_partly_first,
+            [
+                "1: 1 of 3 subscribers missed it (B 1)",
+                "4: 1 of 3 subscribers missed it (B 1)",
+                "5: 1 of 3 subscribers missed it (B 1)"
+            ]
+        );
         assert_eq!((c.duplicate_deliveries, c.duplicated_events), (1, 1));
         assert_eq!(c.duplicated_first, [2]);
         assert_eq!((c.refused_but_delivered, c.unanswered_delivered), (1, 1));

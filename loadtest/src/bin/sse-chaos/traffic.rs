@@ -23,6 +23,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cluster::UpstreamGate;
+
 /// The channel of the published events.
 pub const CHANNEL: &str = "chaos";
 /// Sends waiting for an answer at most; the schedule waits beyond that.
@@ -189,9 +191,10 @@ pub async fn publish(
 }
 
 /// Posts notification seq (title `"<seq> <send time>"`) to the upstream at `rate` per second
-/// until `until`; none when `rate` is 0.
+/// until `until`; none when `rate` is 0. A post holds `upstream` until it is answered, and is
+/// not sent while it is `None`.
 pub async fn post_notifications(
-    upstream: SocketAddr,
+    upstream: UpstreamGate,
     rate: f64,
     start: Instant,
     until: Instant,
@@ -206,9 +209,16 @@ pub async fn post_notifications(
     });
     schedule(rate, start, until, |seq| {
         let sender = sender.clone();
+        let upstream = upstream.clone();
         async move {
-            let data = make_data(seq, unix_nanos(), 0);
-            sender.send(upstream, "/notifications", &data).await
+            let held = upstream.read().await;
+            match *held {
+                Some(addr) => {
+                    let data = make_data(seq, unix_nanos(), 0);
+                    sender.send(addr, "/notifications", &data).await
+                }
+                None => Answered::NotSent,
+            }
         }
     })
     .await
