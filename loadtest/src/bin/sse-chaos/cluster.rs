@@ -225,8 +225,9 @@ pub struct NodeFigures {
     pub broker_events_recovered: Option<f64>,
 }
 
-/// Where posts to the upstream go; a post holds it (read) until answered.
-pub type UpstreamGate = Arc<tokio::sync::RwLock<Option<SocketAddr>>>;
+/// Where posts to the upstream go, and how many times it was started (its generation there);
+/// a post holds it (read) until answered.
+pub type UpstreamGate = Arc<tokio::sync::RwLock<Option<(SocketAddr, u32)>>>;
 
 /// Where the processes of a run listen.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -259,6 +260,7 @@ pub struct Cluster {
     pub upstream_addr: SocketAddr,
     /// The upstream for posts: `None` while it restarts (see [`Cluster::restart_upstream`]).
     pub upstream_gate: UpstreamGate,
+    upstream_starts: u32,
     nodes: Vec<Node>,
     /// Where clients and publishers find each node.
     pub table: Nodes,
@@ -298,6 +300,7 @@ impl Cluster {
             upstream: None,
             upstream_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             upstream_gate: Arc::default(),
+            upstream_starts: 0,
             nodes: Vec::new(),
             table: Arc::new(RwLock::new(vec![None; opts.nodes])),
             config: work.0.join("gateway.yaml"),
@@ -399,7 +402,8 @@ impl Cluster {
         .await?;
         self.upstream = Some(proc);
         self.upstream_addr = addr.context("no upstream address")?;
-        *self.upstream_gate.write().await = Some(self.upstream_addr);
+        self.upstream_starts += 1;
+        *self.upstream_gate.write().await = Some((self.upstream_addr, self.upstream_starts));
         Ok(())
     }
 

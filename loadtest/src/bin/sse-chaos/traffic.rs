@@ -57,18 +57,24 @@ pub struct Answer {
     pub answered: Answered,
 }
 
+/// Idle keep-alive connections to one process, each with the time it was last used, the most
+/// recently used last.
+type Idle = Vec<(Publisher, Instant)>;
+
 /// Sends of one kind: the request format, and keep-alive connections by address.
 struct Sender {
     format: PublishFormat,
     key: Option<String>,
-    /// Idle connections by address, the most recently used last.
-    pool: Mutex<HashMap<SocketAddr, Vec<(Publisher, Instant)>>>,
+    /// Idle connections by address and the process's generation there (a process restarted
+    /// on the same port closed them all).
+    pool: Mutex<HashMap<(SocketAddr, u32), Idle>>,
 }
 
 impl Sender {
-    /// Sends `data` to `addr` at `path` and waits for the answer.
-    async fn send(&self, addr: SocketAddr, path: &str, data: &str) -> Answered {
-        let mut publisher = self.take(addr).unwrap_or_else(|| {
+    /// Sends `data` to `addr` (where the process of `generation` listens) at `path` and
+    /// waits for the answer.
+    async fn send(&self, addr: SocketAddr, generation: u32, path: &str, data: &str) -> Answered {
+        let mut publisher = self.take((addr, generation)).unwrap_or_else(|| {
             let target = Target {
                 authority: addr.to_string(),
                 path: path.to_owned(),
@@ -84,7 +90,7 @@ impl Sender {
             Outcome::Unknown(_) => Answered::Unanswered,
         };
         if let Ok(mut pool) = self.pool.lock() {
-            let idle = pool.entry(addr).or_default();
+            let idle = pool.entry((addr, generation)).or_default();
             if idle.len() < MAX_IN_FLIGHT {
                 idle.push((publisher, Instant::now()));
             }
@@ -92,10 +98,10 @@ impl Sender {
         answered
     }
 
-    /// The most recently used idle connection to `addr`, dropping stale ones.
-    fn take(&self, addr: SocketAddr) -> Option<Publisher> {
+    /// The most recently used idle connection to `to`, dropping stale ones.
+    fn take(&self, to: (SocketAddr, u32)) -> Option<Publisher> {
         let mut pool = self.pool.lock().ok()?;
-        let idle = pool.get_mut(&addr)?;
+        let idle = pool.get_mut(&to)?;
         let (publisher, since) = idle.pop()?;
         if since.elapsed() > MAX_IDLE {
             // Everything under it has been idle even longer.
@@ -181,7 +187,8 @@ pub async fn publish(
             match addr {
                 Some(addr) => {
                     let data = make_data(seq, unix_nanos(), 0);
-                    sender.send(addr, "/broadcast", &data).await
+                    // A restarted node listens on a new port: the address is the generation.
+                    sender.send(addr, 0, "/broadcast", &data).await
                 }
                 None => Answered::NotSent,
             }
@@ -213,9 +220,9 @@ pub async fn post_notifications(
         async move {
             let held = upstream.read().await;
             match *held {
-                Some(addr) => {
+                Some((addr, generation)) => {
                     let data = make_data(seq, unix_nanos(), 0);
-                    sender.send(addr, "/notifications", &data).await
+                    sender.send(addr, generation, "/notifications", &data).await
                 }
                 None => Answered::NotSent,
             }
