@@ -568,7 +568,9 @@ def chaos_main(raw, out_md):
     for n in c.get("node_figures", []):
         lines.append(f"| {n['node']} | {n['starts']}x | {fmt(n.get('broker_events_lost'), digits=0)} | "
                      f"{fmt(n.get('broker_events_recovered'), digits=0)} |")
-    lines += ["", "The metrics are those of each node's last process (a killed node's count is gone with it).",
+    lines += ["", "The metrics are those of each node's last process (a killed node's count is gone with it). A",
+              "node started after Redis came back empty counts as lost the events the emptied log no longer",
+              "holds (those from before the restart); no subscriber resuming elsewhere misses them for that.",
               "", "## Command", "", "```",
               f"loadtest/run --chaos    # exit {r.get('exit', 'n/a')}",
               r.get("command", ""), "```", ""]
