@@ -4,6 +4,7 @@ SVG plot of publish->receive latency percentiles against stream count.
 
 usage: report.py RAW_DIR OUT.md OUT.svg
        report.py --cluster RAW_DIR OUT.md     (loadtest/run --cluster: nodes on one Redis)
+       report.py --chaos RAW_DIR OUT.md       (loadtest/run --chaos: faults during steady traffic)
 """
 import glob
 import json
@@ -70,6 +71,8 @@ def ratio(ours, theirs, lower_is_better=True):
 def main():
     if sys.argv[1] == "--cluster":
         return cluster_main(*sys.argv[2:4])
+    if sys.argv[1] == "--chaos":
+        return chaos_main(*sys.argv[2:4])
     raw, out_md, out_svg = sys.argv[1:4]
     runs = load(raw)
     g = lambda name: runs.get(("gateway", name))
@@ -277,6 +280,15 @@ def hist_quantile(metrics, name, q):
     return None
 
 
+def note(raw, which):
+    """The text of RAW/WHICH.txt (uptime, build), kept by loadtest/run beside the raw figures."""
+    try:
+        with open(os.path.join(raw, f"{which}.txt")) as f:
+            return f.read().strip()
+    except OSError:
+        return "n/a"
+
+
 def cluster_main(raw, out_md):
     runs = load(raw, ("gateway", "cluster"))
     single = runs.get(("gateway", "fanout_10000_2"))
@@ -284,13 +296,7 @@ def cluster_main(raw, out_md):
     cross = runs.get(("cluster", "cross_10000_2"))
     many = sorted((r for (t, n), r in runs.items() if t == "cluster" and r.get("nodes", 0) > 2),
                   key=lambda r: r["streams"])
-    def uptime(which):
-        try:
-            with open(os.path.join(raw, f"{which}.txt")) as f:
-                return f.read().strip()
-        except OSError:
-            return "n/a"
-
+    uptime = lambda which: note(raw, which)
     def summary(r):
         lg = r.get("loadgen", {})
         return (f"{lg.get('delivered', 0):,} / {lg.get('expected', 0):,} delivered, "
@@ -454,6 +460,120 @@ def cluster_main(raw, out_md):
         lines.append(f"# {r['target']} {r['scenario']}")
         lines.append(r.get("command", ""))
     lines += ["```", ""]
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines))
+
+
+def chaos_main(raw, out_md):
+    try:
+        with open(os.path.join(raw, "chaos.json")) as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        r = {}
+    c = r.get("chaos", {})
+    p, s = c.get("published", {}), c.get("source", {})
+    subs = c.get("subscribers", {})
+
+    def both(key, show=lambda v: f"{v:,}" if isinstance(v, int) else str(v)):
+        return f"| {show(p.get(key, 'n/a'))} | {show(s.get(key, 'n/a'))} |"
+
+    lines = [
+        f"# Chaos run, {time.strftime('%Y-%m-%d', time.gmtime())}",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; every",
+        "gateway node, Redis, the upstream and `sse-chaos` share it. Made by `loadtest/run --chaos`",
+        "(`loadtest/src/bin/sse-chaos/`); the command is at the end, the raw JSON and each process's",
+        "log beside this file.",
+        "",
+        f"- build: {note(raw, 'build')}",
+        f"- `uptime` at the start: `{note(raw, 'uptime-start')}`",
+        f"- `uptime` at the end: `{note(raw, 'uptime-end')}`",
+        "",
+        f"{c.get('nodes', 'n/a')} gateway nodes on one `redis-server` without persistence, "
+        f"{subs.get('count', 'n/a')} subscribers ({c.get('subscribers_per_node', 'n/a')} per node, each on "
+        f"channels `chaos` and `notifications` in one stream, resuming with `Last-Event-ID` like "
+        f"`EventSource`), {c.get('rate', 'n/a')} events/s published with `POST /broadcast` spread over "
+        f"the nodes for {c.get('duration_s', 'n/a')} s, and {c.get('source_rate', 'n/a')} notifications/s "
+        "posted to the reference upstream, which one gateway source (per cluster) relays into "
+        "`notifications`. Every event carries a sequence number of its own and is sent once: a 503 "
+        "is counted, not retried.",
+        "",
+        f"**{c.get('verdict', 'no result: the run failed, see the exit status below')}**",
+        "",
+        "## Faults",
+        "",
+        "| at | fault | what happened | took |",
+        "|---|---|---|---|",
+    ]
+    for f in c.get("faults", []):
+        lines.append(f"| {f['at_s']:.1f} s | {f['fault']} | {f['detail']} | {f['took_ms']:,} ms |")
+    lines += [
+        "",
+        "## Every accepted event, at every subscriber",
+        "",
+        "An accepted event (202 from the gateway, 201 from the upstream) is owed to every subscriber,",
+        "live or replayed after a resume. *Missed after a reset* is covered by a `reset` event the",
+        "subscriber got; *lost* is missing with no reset; *duplicated* arrived twice (same sequence",
+        "number or same id) at one subscriber. *Unanswered* sends (the connection broke) are owed to",
+        "nobody.",
+        "",
+        "| figure | POST /broadcast (channel `chaos`) | upstream -> source (channel `notifications`) |",
+        "|---|---|---|",
+        "| sent " + both("sent"),
+        "| accepted (202 / 201) " + both("accepted"),
+        "| 503 " + both("status_503"),
+        "| other statuses " + both("other_status", lambda v: ", ".join(f"{k}: {n}" for k, n in v.items()) or "0"),
+        "| not sent (no connection) " + both("not_sent"),
+        "| unanswered (connection broke) " + both("unanswered"),
+        f"| delivered / expected | {p.get('delivered', 0):,} / {p.get('expected_deliveries', 0):,} | "
+        f"{s.get('delivered', 0):,} / {s.get('expected_deliveries', 0):,} |",
+        "| missed after a reset " + both("missed_after_reset"),
+        "| lost deliveries " + both("lost_deliveries"),
+        "| **lost events** (missing at one subscriber or more) " + both("lost_events"),
+        "| lost at every subscriber " + both("lost_everywhere"),
+        "| **duplicated events** " + both("duplicated_events"),
+        "| refused, yet delivered " + both("refused_but_delivered"),
+        "| unanswered, yet delivered " + both("unanswered_delivered"),
+        "| an answer's id given to two events " + both("ids_reused"),
+        "| first lost sequence numbers " + both("lost_first", lambda v: ", ".join(map(str, v)) or "none"),
+        "| lost at some subscribers only (first; by the node of their first stream) "
+        + both("lost_partly_first", lambda v: "; ".join(v) or "none"),
+        "",
+        "By phase (events by the time of their answer; a phase runs from one fault to the next):",
+        "",
+        "| from | after | accepted | 503 | lost | duplicated |",
+        "|---|---|---|---|---|---|",
+    ]
+    for ph in p.get("phases", []):
+        lines.append(f"| {ph['from_s']:.1f} s | {ph['after']} | {ph['accepted']:,} | {ph['status_503']:,} | "
+                     f"{ph['lost_events']:,} | {ph['duplicated_events']:,} |")
+    kv = lambda d: ", ".join(f"{k} {n}" for k, n in (d or {}).items()) or "none"
+    yes_no = lambda v: "n/a" if v is None else ("yes" if v else "**no**")
+    lines += [
+        "",
+        "## Subscribers and nodes",
+        "",
+        f"- streams opened: {subs.get('opens', 'n/a')}, reconnects: {subs.get('reconnects', 'n/a')} "
+        f"({subs.get('moved', 'n/a')} subscribers moved to another node)",
+        f"- `reset` events by reason: {kv(subs.get('resets'))}",
+        f"- why streams ended or failed to open: {kv(subs.get('ends'))}",
+        f"- events not ours: {subs.get('foreign_events', 'n/a')}; received over the log cap (not "
+        f"accounted): {subs.get('not_kept', 'n/a')}",
+        f"- every subscriber caught up: {yes_no(c.get('caught_up'))} (settle {fmt(c.get('settle_s'), ' s')}); "
+        f"run {fmt(c.get('elapsed_s'), ' s')} in all",
+        "",
+        "| node | started | broker events lost (metric) | recovered from the log (metric) |",
+        "|---|---|---|---|",
+    ]
+    for n in c.get("node_figures", []):
+        lines.append(f"| {n['node']} | {n['starts']}x | {fmt(n.get('broker_events_lost'), digits=0)} | "
+                     f"{fmt(n.get('broker_events_recovered'), digits=0)} |")
+    lines += ["", "The metrics are those of each node's last process (a killed node's count is gone with it). A",
+              "node started after Redis came back empty counts as lost the events the emptied log no longer",
+              "holds (those from before the restart); no subscriber resuming elsewhere misses them for that.",
+              "", "## Command", "", "```",
+              f"loadtest/run --chaos    # exit {r.get('exit', 'n/a')}",
+              r.get("command", ""), "```", ""]
     with open(out_md, "w") as f:
         f.write("\n".join(lines))
 

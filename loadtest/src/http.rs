@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 /// Longest response head accepted. Real heads are a few hundred bytes.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Longest chunk-extension or trailer line accepted; nobody sends these, so keep it small.
@@ -91,6 +93,30 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, String> {
         body,
         keep_alive,
     }))
+}
+
+/// Reads from `conn` into `buf` until it holds a whole response head, and parses it: `buf` then
+/// holds the head and whatever body bytes came with it (from [`ResponseHead::len`] on).
+pub async fn read_head<R: AsyncRead + Unpin>(
+    conn: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<ResponseHead, String> {
+    loop {
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err(format!("response head over {MAX_HEAD_BYTES} bytes"));
+        }
+        buf.reserve(1024);
+        let n = conn
+            .read_buf(buf)
+            .await
+            .map_err(|e| format!("read response: {e}"))?;
+        if n == 0 {
+            return Err("the server closed before its response head".to_owned());
+        }
+        if let Some(head) = parse_head(buf)? {
+            return Ok(head);
+        }
+    }
 }
 
 /// A framing error: the server sent something that is not HTTP/1.1 chunked encoding.

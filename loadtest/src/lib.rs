@@ -15,10 +15,13 @@
 //! - [`subscriber`]: one small task per stream, and the pool that opens them and adds up.
 //! - [`publisher`]: the keep-alive publishing connection.
 //! - [`children`]: splitting streams over child processes.
+//! - [`eventsource`]: a stream that reconnects with `Last-Event-ID` as a browser's would, and
+//!   reports every event and drop (for `sse-chaos`, which ends streams on purpose).
 //! - [`procfs`]: RSS and CPU from `/proc`, the open-files limit.
 //! - [`report`]: the figures, the text summary, the JSON line.
 
 pub mod children;
+pub mod eventsource;
 pub mod http;
 pub mod options;
 pub mod payload;
@@ -227,11 +230,11 @@ async fn publish_all(opts: &Options, target: target::Target, deadline: Instant) 
         let data = payload::make_data(seq, payload::unix_nanos(), opts.event_bytes);
         let request = publisher.request(&data);
         match publisher.send(&request, timeout).await {
-            Outcome::Accepted => {
+            Outcome::Accepted(_) => {
                 done.published += 1;
                 done.last_seq = seq;
             }
-            Outcome::Rejected(why) | Outcome::NotSent(why) => {
+            Outcome::Rejected { why, .. } | Outcome::NotSent(why) => {
                 done.errors += 1;
                 done.first_error
                     .get_or_insert(format!("publish {seq}: {why}"));

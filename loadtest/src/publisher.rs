@@ -22,10 +22,10 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// What happened to one publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// 2xx: the event was published.
-    Accepted,
-    /// Another status: the server refused the event.
-    Rejected(String),
+    /// 2xx: the event was published. The answer's body (the gateway's `{"id", "channels"}`).
+    Accepted(String),
+    /// Another status: the server refused the event; `why` has the status and the body.
+    Rejected { status: u16, why: String },
     /// The request never reached the server (connect failed).
     NotSent(String),
     /// The request was sent but no complete answer came: it may or may not be published.
@@ -52,6 +52,9 @@ pub struct Publisher {
     conn: Option<TcpStream>,
     /// The response being read; reused across publishes.
     buf: Vec<u8>,
+    /// Whether a request that met a stale keep-alive connection is sent again (see
+    /// [`once_only`](Self::once_only)).
+    resend_on_stale: bool,
 }
 
 impl Publisher {
@@ -68,7 +71,18 @@ impl Publisher {
             channel,
             conn: None,
             buf: Vec::with_capacity(1024),
+            resend_on_stale: true,
         }
+    }
+
+    /// Never sends a request twice. By default a request whose reused connection turns out to
+    /// be closed before any answer byte is sent again on a new one, since a server closing an
+    /// idle connection never read it; but a server killed just after reading it may have acted
+    /// on it, and a run that counts every publish must not risk a second copy: the first
+    /// attempt's fate is then [`Outcome::Unknown`].
+    pub fn once_only(mut self) -> Publisher {
+        self.resend_on_stale = false;
+        self
     }
 
     /// The request that publishes `data`.
@@ -112,7 +126,7 @@ impl Publisher {
         let reused = self.conn.is_some();
         let first = tokio::time::timeout_at(deadline, self.exchange(request)).await;
         let result = match first {
-            Ok(Err(Failure::Stale(_))) if reused => {
+            Ok(Err(Failure::Stale(_))) if reused && self.resend_on_stale => {
                 tokio::time::timeout_at(deadline, self.exchange(request)).await
             }
             other => other,
@@ -123,7 +137,7 @@ impl Publisher {
             Ok(Err(Failure::Stale(why) | Failure::Broken(why))) => Outcome::Unknown(why),
             Err(_) => Outcome::Unknown(format!("no answer within {timeout:?}")),
         };
-        if outcome != Outcome::Accepted && !matches!(outcome, Outcome::Rejected(_)) {
+        if !matches!(outcome, Outcome::Accepted(_) | Outcome::Rejected { .. }) {
             self.conn = None;
         }
         outcome
@@ -194,13 +208,16 @@ impl Publisher {
             self.conn = Some(conn);
         }
         Ok(if (200..300).contains(&head.status) {
-            Outcome::Accepted
+            Outcome::Accepted(String::from_utf8_lossy(&body).into_owned())
         } else {
-            Outcome::Rejected(format!(
-                "HTTP {}: {}",
-                head.status,
-                String::from_utf8_lossy(&body[..body.len().min(300)]).trim()
-            ))
+            Outcome::Rejected {
+                status: head.status,
+                why: format!(
+                    "HTTP {}: {}",
+                    head.status,
+                    String::from_utf8_lossy(&body[..body.len().min(300)]).trim()
+                ),
+            }
         })
     }
 }
@@ -287,10 +304,13 @@ mod tests {
         let mut p = Publisher::new(t, PublishFormat::Raw, None, String::new());
         let req = p.request("1 2");
         let wait = Duration::from_secs(5);
-        assert_eq!(p.send(&req, wait).await, Outcome::Accepted);
+        assert_eq!(p.send(&req, wait).await, Outcome::Accepted("{}".to_owned()));
         assert_eq!(
             p.send(&req, wait).await,
-            Outcome::Rejected("HTTP 429: slow".to_owned())
+            Outcome::Rejected {
+                status: 429,
+                why: "HTTP 429: slow".to_owned()
+            }
         );
         // The server is gone now: the stale connection is retried, and the retry cannot connect.
         assert!(matches!(p.send(&req, wait).await, Outcome::NotSent(_)));

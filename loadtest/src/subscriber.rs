@@ -21,7 +21,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::http::{parse_head, BodyDecoder, BodyKind, MAX_HEAD_BYTES};
+use crate::http::{read_head, BodyDecoder, BodyKind};
 use crate::payload::{parse_data, unix_nanos};
 use crate::report::HistData;
 use crate::target::Target;
@@ -436,22 +436,7 @@ async fn open_stream(shared: &Shared, index: u64) -> Result<(TcpStream, StreamSt
 
     // The head and first bytes are read into a buffer of their own, freed once open.
     let mut buf = Vec::with_capacity(1024);
-    let head = loop {
-        if buf.len() >= MAX_HEAD_BYTES {
-            return Err(format!("response head over {MAX_HEAD_BYTES} bytes"));
-        }
-        buf.reserve(1024);
-        let n = stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("read response: {e}"))?;
-        if n == 0 {
-            return Err("the server closed before its response head".to_owned());
-        }
-        if let Some(head) = parse_head(&buf)? {
-            break head;
-        }
-    };
+    let head = read_head(&mut stream, &mut buf).await?;
     if head.status != 200 {
         let body = &buf[head.len..buf.len().min(head.len + 200)];
         return Err(format!(
