@@ -194,37 +194,37 @@ async fn read_through(stream: &mut tokio::net::TcpStream, text: &str) {
     }
 }
 
-/// Publishes large events on `channel` until the gateway has cut one stream off as a slow
-/// consumer; returns the ids published, in order.
-async fn publish_until_slow_consumer_cut(gw: &Gateway, channel: &str) -> Vec<String> {
+/// A client on `channel` reads one event, then stops reading while large events are published,
+/// until the gateway cuts it off as a slow consumer. Returns its socket (still open on this
+/// side), the id of the event it read, and the ids it missed, in order.
+async fn cut_off_after_one_event(
+    gw: &Gateway,
+    channel: &str,
+) -> (tokio::net::TcpStream, String, Vec<String>) {
+    let mut stalled = raw_stream(gw, channel).await;
+    let last_read = gw.publish_ok(channel, "bulk", "read").await;
+    let frame = format!("id: {last_read}\nevent: bulk\ndata: read\n\n");
+    read_through(&mut stalled, &frame).await;
     let payload = "z".repeat(60 * 1024);
-    let mut ids = Vec::new();
+    let mut missed = Vec::new();
     while gw
         .metric("sse_gateway_slow_consumer_disconnects_total", "")
         .await
         == 0.0
     {
         assert!(
-            ids.len() < 900,
+            missed.len() < 900,
             "900 large events and the stream is not cut"
         );
-        ids.push(gw.publish_ok(channel, "bulk", &payload).await);
+        missed.push(gw.publish_ok(channel, "bulk", &payload).await);
     }
-    ids
+    (stalled, last_read, missed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_cut_off_catches_up_from_history_on_reconnect() {
     let gw = Gateway::start("sse:\n  client_queue: 4\nhistory:\n  max_events: 1000\n");
-    // A client reads up to one event, then stops reading.
-    let mut stalled = raw_stream(&gw, "bulk").await;
-    let last_read = gw.publish_ok("bulk", "bulk", "read").await;
-    read_through(
-        &mut stalled,
-        &format!("id: {last_read}\nevent: bulk\ndata: read\n\n"),
-    )
-    .await;
-    let missed = publish_until_slow_consumer_cut(&gw, "bulk").await;
+    let (_stalled, last_read, missed) = cut_off_after_one_event(&gw, "bulk").await;
     eventually(WAIT, "the cut stream closed", || async {
         gw.admin_get("/stats").await["streams"]["open"] == 0
     })
@@ -248,15 +248,7 @@ async fn a_slow_consumer_cut_off_catches_up_from_history_on_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_further_behind_than_history_gets_reset_on_reconnect() {
     let gw = Gateway::start("sse:\n  client_queue: 4\nhistory:\n  max_events: 2\n");
-    // A client reads up to one event, then stops reading.
-    let mut stalled = raw_stream(&gw, "bulk").await;
-    let last_read = gw.publish_ok("bulk", "bulk", "read").await;
-    read_through(
-        &mut stalled,
-        &format!("id: {last_read}\nevent: bulk\ndata: read\n\n"),
-    )
-    .await;
-    let missed = publish_until_slow_consumer_cut(&gw, "bulk").await;
+    let (_stalled, last_read, missed) = cut_off_after_one_event(&gw, "bulk").await;
     assert!(missed.len() > 2, "more events missed than history holds");
 
     let mut resumed = gw.resume("/events?channel=bulk", &last_read).await;

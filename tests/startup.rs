@@ -175,6 +175,15 @@ fn without_any_file_the_embedded_shipped_config_is_the_one_used() {
     );
 }
 
+async fn healthz(gw: &Gateway) -> u16 {
+    let resp = http()
+        .get(gw.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    resp.status().as_u16()
+}
+
 /// `/readyz`: the status and the error code, if any, and `Retry-After`.
 async fn readyz(gw: &Gateway) -> (u16, Option<String>, Option<String>) {
     let resp = http().get(gw.url("/readyz")).send().await.expect("readyz");
@@ -201,15 +210,7 @@ async fn readyz_is_503_until_the_redis_replicator_has_connected() {
         "broker:\n  kind: redis\n  url: \"{}?user=gw&pass=gw-pass\"\n",
         redis.url()
     ));
-    assert_eq!(
-        http()
-            .get(gw.url("/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .status(),
-        200
-    );
+    assert_eq!(healthz(&gw).await, 200, "alive");
     let (status, code, retry) = readyz(&gw).await;
     assert_eq!(
         (status, code.as_deref(), retry.as_deref()),
@@ -300,14 +301,5 @@ async fn readyz_is_503_draining_with_retry_after_once_sigterm_arrives() {
         readyz(&gw).await == (503, Some("draining".into()), Some("1".into()))
     })
     .await;
-    assert_eq!(
-        http()
-            .get(gw.url("/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .status(),
-        200,
-        "alive while draining"
-    );
+    assert_eq!(healthz(&gw).await, 200, "alive while draining");
 }
