@@ -3,7 +3,7 @@
 //! every part; nothing imports it back.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -54,6 +54,7 @@ pub struct Built {
     /// The address the listener binds (a concrete port even when the config said 0).
     pub listen: SocketAddr,
     signals: SignalWatch,
+    upgrade_sock: PathBuf,
 }
 
 impl Built {
@@ -63,6 +64,7 @@ impl Built {
         self.server.run(RunArgs {
             shutdown_signal: Box::new(self.signals),
         });
+        forget_pid(&self.upgrade_sock);
         std::process::exit(0)
     }
 }
@@ -157,8 +159,14 @@ pub fn build(config: Config, launch: &Launch) -> Result<Built, String> {
         upgrade: launch.upgrade,
         ..Opt::default()
     };
+    let upgrade_sock = PathBuf::from(&conf.upgrade_sock);
+    if launch.upgrade {
+        tell_the_running_gateway(&upgrade_sock);
+    }
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    // With `--upgrade`, this waits for the running gateway's sockets.
     server.bootstrap();
+    remember_pid(&upgrade_sock);
     let phases = server.watch_execution_phase();
 
     let mut http = Service::new("gateway".to_string(), front);
@@ -201,6 +209,7 @@ pub fn build(config: Config, launch: &Launch) -> Result<Built, String> {
         server,
         listen,
         signals,
+        upgrade_sock,
     })
 }
 
@@ -211,9 +220,85 @@ pub(crate) fn history_rules(config: &Config) -> HistoryRules {
 }
 
 /// Where a running gateway and its replacement hand the listening sockets over when none is
-/// given: one path per listening port, so gateways on different ports never meet.
+/// given: one path per listening port, so gateways on different ports never meet, in the user's
+/// runtime directory when there is one (pingora makes the socket world-writable: a shared
+/// temp directory lets other local users reach it; see SECURITY.md).
 fn default_upgrade_sock(listen: SocketAddr) -> PathBuf {
-    std::env::temp_dir().join(format!("sse-gateway-{}.upgrade.sock", listen.port()))
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    dir.join(format!("sse-gateway-{}.upgrade.sock", listen.port()))
+}
+
+/// The file beside the upgrade socket that names the process serving the address, so that
+/// `--upgrade` knows whom to tell.
+fn pid_file(upgrade_sock: &Path) -> PathBuf {
+    let mut name = upgrade_sock.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
+fn remember_pid(upgrade_sock: &Path) {
+    let path = pid_file(upgrade_sock);
+    if let Err(e) = std::fs::write(&path, std::process::id().to_string()) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot write the pid file; `--upgrade` will need SIGQUIT sent by hand");
+    }
+}
+
+/// Removes the pid file on the way out, unless a successor has written its own there.
+fn forget_pid(upgrade_sock: &Path) {
+    let path = pid_file(upgrade_sock);
+    if read_pid(&path) == Some(std::process::id() as i32) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` is a running sse-gateway (a pid file may outlive its process, and the pid be
+/// reused by another program, which must not get a SIGQUIT).
+fn is_gateway(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim() == env!("CARGO_PKG_NAME"))
+}
+
+/// For `--upgrade`: once pingora listens on the upgrade socket (it does during bootstrap, which
+/// blocks until the sockets arrive), sends SIGQUIT to the gateway serving the address, which
+/// then hands them over. Without its pid file, says how to do it by hand.
+fn tell_the_running_gateway(upgrade_sock: &Path) {
+    let pid_path = pid_file(upgrade_sock);
+    let Some(pid) = read_pid(&pid_path).filter(|pid| is_gateway(*pid)) else {
+        tracing::warn!(
+            file = %pid_path.display(),
+            "no pid file of a running gateway: send it SIGQUIT now to hand its socket over"
+        );
+        return;
+    };
+    // A socket file left by an earlier run must not be taken for the one pingora is about to
+    // listen on (pingora removes it too, but only once it gets there).
+    let _ = std::fs::remove_file(upgrade_sock);
+    let sock = upgrade_sock.to_owned();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            if std::time::Instant::now() > deadline {
+                tracing::error!(sock = %sock.display(), "the upgrade socket never appeared");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sent = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGQUIT,
+        );
+        match sent {
+            Ok(()) => tracing::info!(pid, "asked the running gateway to hand its socket over"),
+            Err(e) => tracing::error!(pid, error = %e, "cannot signal the running gateway"),
+        }
+    });
 }
 
 /// A name for this process among the nodes: the host name (when known), the pid and a random

@@ -3,8 +3,8 @@
 //! part by part (channels, auth, CORS, limits, history bounds, sources, routes and upstreams);
 //! streams whose rights it removes are closed; an invalid file is rejected, counted and logged
 //! at `file:line:col`; `listen` and `broker` changes say they need a restart; `/stats` shows the
-//! loaded file's generation and time. Not built yet: every test is ignored with the contract's
-//! reason.
+//! loaded file's generation and time. (Routes and upstream pools are not built yet: that test
+//! is ignored with the contract's reason.)
 
 mod backend;
 mod common;
@@ -51,7 +51,6 @@ async fn status(req: reqwest::RequestBuilder) -> u16 {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn an_edit_in_place_applies_channels_and_closes_only_streams_that_lost_their_right() {
     let gw = Gateway::start("");
     let mut losing = SseClient::connect(&gw.url("/events?channel=news")).await;
@@ -63,7 +62,13 @@ async fn an_edit_in_place_applies_channels_and_closes_only_streams_that_lost_the
         "channels:\n  - {name: news, subscribe: claims}\n  - {name: \"*\", subscribe: public}\n",
     );
     wait_reloads(&gw, "ok", 1.0).await;
-    losing.until_end(WAIT).await;
+    let last = losing.until_end(WAIT).await;
+    assert!(
+        last.iter().any(|item| matches!(item,
+            sse_gateway::sse::parse::ParsedItem::Event(e) if e.event == "access_revoked")),
+        "the stream is told why it ends: {last:?}"
+    );
+    assert_eq!(losing.end_error, None, "and ends cleanly");
     assert_eq!(
         SseClient::connect(&gw.url("/events?channel=news"))
             .await
@@ -81,7 +86,6 @@ async fn an_edit_in_place_applies_channels_and_closes_only_streams_that_lost_the
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn a_rename_replace_applies_auth_and_cors_without_dropping_streams() {
     const NEW_KEY: &str = "reload-new-key-0123456789";
     let gw = Gateway::start_with_env("", &[("TEST_NEW_KEY", NEW_KEY)]);
@@ -116,7 +120,6 @@ async fn a_rename_replace_applies_auth_and_cors_without_dropping_streams() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn sighup_reloads_the_file() {
     let gw = Gateway::start("");
     gw.signal("HUP");
@@ -136,7 +139,6 @@ async fn sighup_reloads_the_file() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn limits_and_history_bounds_apply_on_reload() {
     let gw = Gateway::start("");
     let first = gw.publish_ok("h", "note", "one").await;
@@ -175,7 +177,6 @@ async fn wait_stream_clients(up: &Upstream, n: u64) {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn sources_are_added_changed_and_removed_on_reload() {
     let (up1, up2) = (
         Upstream::start(&["--notify-interval", "0s"]),
@@ -265,7 +266,6 @@ async fn routes_apply_on_reload_in_flight_requests_finish_and_an_unchanged_pool_
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn an_invalid_file_is_rejected_counted_and_logged_and_the_old_config_stays() {
     let gw = Gateway::start("limits:\n  max_connections: 5\n");
     let mut kept = SseClient::connect(&gw.url("/events?channel=k")).await;
@@ -287,7 +287,6 @@ async fn an_invalid_file_is_rejected_counted_and_logged_and_the_old_config_stays
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn listen_and_broker_changes_say_they_need_a_restart_and_serving_goes_on() {
     let gw = Gateway::start("");
     let mut kept = SseClient::connect(&gw.url("/events?channel=k")).await;
@@ -335,7 +334,6 @@ fn config_info(stats: &Value) -> serde_json::Map<String, Value> {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn stats_show_the_loaded_files_generation_and_time() {
     let gw = Gateway::start("");
     let before = config_info(&gw.admin_get("/stats").await);
@@ -355,4 +353,132 @@ async fn stats_show_the_loaded_files_generation_and_time() {
     wait_reloads(&gw, "ok", 1.0).await;
     let after = config_info(&gw.admin_get("/stats").await);
     assert_eq!(generation(&after), generation(&before) + 1);
+}
+
+#[tokio::test]
+async fn a_delete_then_create_is_one_reload_of_the_new_file() {
+    let gw = Gateway::start("");
+    let mut kept = SseClient::connect(&gw.url("/events?channel=k")).await;
+    std::fs::remove_file(gw.config_path()).expect("delete");
+    std::fs::write(gw.config_path(), base_config("sse:\n  retry: 7s\n")).expect("create");
+    wait_reloads(&gw, "ok", 1.0).await;
+    let fresh = SseClient::connect(&gw.url("/events?channel=k"))
+        .await
+        .next_item(WAIT)
+        .await;
+    assert!(
+        matches!(
+            fresh,
+            Some(sse_gateway::sse::parse::ParsedItem::Retry(7000))
+        ),
+        "new streams get the new retry: {fresh:?}"
+    );
+    gw.publish_ok("k", "note", "still here").await;
+    assert_eq!(
+        kept.next_event(WAIT).await.expect("event").data,
+        "still here"
+    );
+    assert_eq!(reloads(&gw, "error").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_removed_api_key_closes_exactly_the_streams_opened_with_it() {
+    const DOOMED: &str = "doomed-key-0123456789";
+    let keys = |doomed: bool| {
+        let extra = if doomed {
+            "    - {name: doomed, key_env: TEST_DOOMED_KEY}\n"
+        } else {
+            ""
+        };
+        format!(
+            "channels:\n  - {{name: \"private.*\", subscribe: authenticated}}\n  - {{name: \"*\", subscribe: public}}\n\
+             auth:\n  api_keys:\n    - {{name: admin, key_env: TEST_ADMIN_KEY, publish: [\"*\"], admin: true}}\n{extra}"
+        )
+    };
+    let gw = Gateway::start_with_env(&keys(true), &[("TEST_DOOMED_KEY", DOOMED)]);
+    let open = |key: &'static str| {
+        let url = gw.url("/events?channel=private.x");
+        async move { SseClient::connect_with(&url, &[("x-api-key", key)]).await }
+    };
+    let mut with_doomed = open(DOOMED).await;
+    let mut with_admin = open(KEY).await;
+    let mut public = SseClient::connect(&gw.url("/events?channel=open")).await;
+    assert_eq!(
+        (with_doomed.status, with_admin.status, public.status),
+        (200, 200, 200)
+    );
+
+    edit_in_place(&gw, &keys(false));
+    wait_reloads(&gw, "ok", 1.0).await;
+    with_doomed.until_end(WAIT).await;
+    assert_eq!(
+        gw.metric("sse_gateway_streams_closed_total", "reason=\"revoked\"")
+            .await,
+        1.0
+    );
+    gw.publish_ok("private.x", "note", "for the admin").await;
+    gw.publish_ok("open", "note", "for everyone").await;
+    assert_eq!(
+        with_admin.next_event(WAIT).await.expect("event").data,
+        "for the admin"
+    );
+    assert_eq!(
+        public.next_event(WAIT).await.expect("event").data,
+        "for everyone"
+    );
+    assert_eq!(open(DOOMED).await.status, 401, "the key is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_100_events_a_second_lose_and_duplicate_nothing() {
+    let gw = Gateway::start("");
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        subscribers.push(SseClient::connect(&gw.url("/events?channel=load")).await);
+    }
+    let publishing = async {
+        let mut ids = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        for n in 0..400 {
+            tick.tick().await;
+            ids.push(gw.publish_ok("load", "note", &n.to_string()).await);
+        }
+        ids
+    };
+    let reloading = async {
+        for n in 0..20 {
+            // Alternate a setting that changes (so each write is a reload) with the history bound.
+            let retry = if n % 2 == 0 { "2s" } else { "3s" };
+            edit_in_place(
+                &gw,
+                &format!(
+                    "sse:\n  retry: {retry}\nhistory:\n  max_events: {}\n",
+                    1000 + n
+                ),
+            );
+            wait_reloads(&gw, "ok", f64::from(n + 1)).await;
+        }
+    };
+    let (ids, ()) = tokio::join!(publishing, reloading);
+    let sentinel = gw.publish_ok("load", "note", "end").await;
+    for (i, subscriber) in subscribers.iter_mut().enumerate() {
+        let got: Vec<String> = subscriber
+            .events(400, WAIT)
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got, ids, "subscriber {i}: every event once, in order");
+        // The next one is the sentinel: nothing arrived twice after the last.
+        assert_eq!(
+            subscriber.next_event(WAIT).await.expect("sentinel").id,
+            sentinel
+        );
+    }
+    assert_eq!(reloads(&gw, "error").await, 0.0);
+    assert_eq!(
+        gw.admin_get("/stats").await["streams"]["opened_total"],
+        3,
+        "no stream dropped and reconnected"
+    );
 }
