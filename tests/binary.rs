@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const BYTES_BASE64: &str = "AAEC//4=";
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn data_base64_is_delivered_as_the_same_text_with_its_event_type() {
     let gw = Gateway::start("");
     let mut client = SseClient::connect(&gw.url("/events?channel=bin")).await;
@@ -38,7 +38,7 @@ async fn data_base64_is_delivered_as_the_same_text_with_its_event_type() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn invalid_base64_and_both_data_fields_are_400_and_publish_nothing() {
     let gw = Gateway::start("");
     let mut client = SseClient::connect(&gw.url("/events?channel=bin")).await;
@@ -71,5 +71,32 @@ async fn invalid_base64_and_both_data_fields_are_400_and_publish_nothing() {
         data,
         [BYTES_BASE64, "after"],
         "nothing refused was published"
+    );
+}
+
+#[tokio::test]
+async fn data_base64_counts_against_max_event_bytes_by_its_decoded_size() {
+    use base64::Engine as _;
+    let gw = Gateway::start("limits:\n  max_event_bytes: 3000\n");
+    let mut client = SseClient::connect(&gw.url("/events?channel=bin")).await;
+    let bytes: Vec<u8> = (0..3000u32).map(|n| (n % 256) as u8).collect();
+    let fits = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    assert!(fits.len() > 3000, "the text is longer than the limit");
+    let (status, body) = gw
+        .publish(json!({"channel": "bin", "data_base64": fits}))
+        .await;
+    assert_eq!(status, 202, "3000 bytes decoded fit: {body}");
+    let over = base64::engine::general_purpose::STANDARD.encode([&bytes[..], &[0]].concat());
+    let (status, body) = gw
+        .publish(json!({"channel": "bin", "data_base64": over}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let event = client.next_event(WAIT).await.expect("event");
+    assert_eq!(
+        event.data, fits,
+        "every byte value round-trips as the same text"
     );
 }

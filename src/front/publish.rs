@@ -30,7 +30,8 @@ pub(super) async fn publish(
     };
     front.limits.admit_publish(&publisher).await?;
     publish::require_json(session)?;
-    let body = publish::read_body(session, cfg.limits.max_event_bytes).await?;
+    let limit = publish::body_limit(cfg.limits.max_event_bytes);
+    let body = publish::read_body(session, limit).await?;
     let draft = publish::parse(&body, cfg)?;
     auth::authorize_channels(cfg, who.as_ref(), Action::Publish, &draft.channels)?;
     let channels = draft.channels.iter().map(|c| c.to_string()).collect();
