@@ -6,7 +6,7 @@ use pingora::protocols::http::ServerSession;
 use serde::{Deserialize, Serialize};
 
 use crate::broker::Draft;
-use crate::config::{is_valid_channel, is_valid_event_type, Config};
+use crate::config::{is_reserved_event_type, is_valid_channel, is_valid_event_type, Config};
 use crate::reply::ApiError;
 
 /// The request body, as the contract defines it.
@@ -149,6 +149,12 @@ pub fn parse(body: &[u8], cfg: &Config) -> Result<Draft, ApiError> {
         return Err(ApiError::bad_request(
             "invalid_event",
             "event names match [A-Za-z0-9._:-]{1,64}",
+        ));
+    }
+    if is_reserved_event_type(&event_type) {
+        return Err(ApiError::bad_request(
+            "reserved_event",
+            format!("{event_type} is an event type of the gateway's own (reset, token_expired, access_revoked, heartbeat)"),
         ));
     }
     let (data, size) = match (body.data, body.data_base64) {

@@ -141,6 +141,13 @@ async fn bad_publishes_are_refused_and_change_nothing() {
         (
             Some(KEY),
             "application/json",
+            r#"{"channel":"a","event":"token_expired","data":1}"#.into(),
+            400,
+            "reserved_event",
+        ),
+        (
+            Some(KEY),
+            "application/json",
             r#"{"channel":"a","data":1,"channel":"b"}"#.into(),
             400,
             "invalid_json",

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use sse_gateway::sse::parse::ParsedEvent;
+use sse_gateway::sse::parse::{ParsedEvent, ParsedItem};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -184,4 +184,34 @@ async fn ids_from_before_a_restart_get_reset() {
     assert_ne!(old, new, "ids are never reused across restarts");
     let e = first_event_after(&gw, "channel=k", &old).await;
     assert_eq!(e.event, "reset");
+}
+
+#[tokio::test]
+async fn a_stream_that_drops_before_its_first_event_resumes_from_where_it_opened() {
+    let gw = Gateway::start("");
+    gw.publish_ok("quiet", "note", "before it opened").await;
+    let mut first = SseClient::connect(&gw.url("/events?channel=quiet")).await;
+    // The opening block (one write) names the stream's position without firing an event.
+    assert!(
+        first.next_item(T).await.is_some(),
+        "the opening block arrives"
+    );
+    let mut parser = sse_gateway::sse::parse::Parser::default();
+    let mut items = Vec::new();
+    parser.push(&first.raw, &mut items).expect("valid SSE");
+    assert!(
+        !items.iter().any(|i| matches!(i, ParsedItem::Event(_))),
+        "no event: {items:?}"
+    );
+    let position = parser.last_event_id().to_owned();
+    assert!(
+        !position.is_empty(),
+        "a position in {:?}",
+        String::from_utf8_lossy(&first.raw)
+    );
+    drop(first);
+    gw.publish_ok("quiet", "note", "while it was away").await;
+    // What EventSource does: reconnect with the last id it saw.
+    let mut back = gw.resume("/events?channel=quiet", &position).await;
+    assert_eq!(back.data(1, T).await, ["while it was away"]);
 }

@@ -408,6 +408,17 @@ pub fn is_valid_channel(name: &str) -> bool {
 }
 
 /// Whether `name` is a valid event type: `[A-Za-z0-9._:-]{1,64}`.
+/// Event types the gateway itself sends to tell a client something about its stream: an app's
+/// event of one of these types would be taken for the gateway's word by every client (the
+/// TypeScript, Rust and Python clients act on them), so none can be published.
+pub const RESERVED_EVENT_TYPES: [&str; 4] =
+    ["reset", "token_expired", "access_revoked", "heartbeat"];
+
+/// Whether `name` is one of [`RESERVED_EVENT_TYPES`].
+pub fn is_reserved_event_type(name: &str) -> bool {
+    RESERVED_EVENT_TYPES.contains(&name)
+}
+
 pub fn is_valid_event_type(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name

@@ -18,7 +18,8 @@ use super::upstream::{self, Failure, Target};
 use super::SourceContext;
 use crate::broker::{BrokerError, Draft, SourceMark, SOURCE_LEASE_RENEW};
 use crate::config::{
-    is_valid_channel, Config, SourceChannel, SourceConfig, SourceMode, SourceTarget,
+    is_reserved_event_type, is_valid_channel, Config, SourceChannel, SourceConfig, SourceMode,
+    SourceTarget,
 };
 
 /// A connection that stayed up this long was healthy, even without events: the next reconnect
@@ -265,6 +266,15 @@ impl Relay {
     /// accepted or the gateway drains: the upstream is not read meanwhile, so nothing is lost.
     /// `Err` when another node leads the source now: it will read this event itself.
     async fn ingest(&self, event: ParsedEvent, backoff: &mut Backoff) -> Result<(), Ended> {
+        if is_reserved_event_type(&event.event) {
+            // Clients would take it for the gateway's own word about their stream.
+            let detail = format!(
+                "dropped an event of type {:?}, which is reserved for the gateway",
+                event.event
+            );
+            self.status.fault(Fault::Malformed, 1, &detail);
+            return Ok(());
+        }
         let channel = match &self.cfg.channel {
             SourceChannel::Fixed(name) => name.as_str().into(),
             SourceChannel::FromEventType { prefix } => {

@@ -108,7 +108,8 @@ impl From<WriteError> for End {
 }
 
 /// Runs a registered stream until it ends: the opening chunk (retry, a comment so `EventSource`
-/// fires `open` at once, padding, then the reset notice or the replay), then live events and
+/// fires `open` at once, padding, then the reset notice, the replay, or a lone `id:` with the
+/// stream's position), then live events and
 /// heartbeats, then (at lifetime or drain) the queued events and a jittered `retry:`, or (when
 /// the credential expires) the queued events and a `token_expired` event.
 pub async fn pump<D: Downstream>(
@@ -139,6 +140,11 @@ pub async fn pump<D: Downstream>(
     for event in &replay {
         opening.extend_from_slice(&event.frame);
         last_id = event.id;
+    }
+    if reset.is_none() && replay.is_empty() {
+        // Where the client stands, without an event: a stream that drops before its first
+        // event resumes from here instead of missing what is published meanwhile.
+        opening.extend_from_slice(&sse::encode_id(&position.to_string()));
     }
     if let Err(e) = out.write(opening.freeze(), false).await {
         return e.into();

@@ -77,6 +77,14 @@ pub fn encode_retry(ms: u64) -> Bytes {
     Bytes::from(format!("retry: {ms}\n\n"))
 }
 
+/// Encodes a lone `id: <id>` field: it dispatches no event (no data), but sets the client's
+/// last event id, so a stream that drops before its first event still resumes from here.
+/// `id` never holds CR, LF or NUL (ids are the gateway's own).
+pub fn encode_id(id: &str) -> Bytes {
+    debug_assert!(is_field_safe(id), "an id with a line break or NUL");
+    Bytes::from(format!("id: {id}\n\n"))
+}
+
 /// Encodes a comment line of `bytes` bytes (at least 2: the colon and the line feed), for
 /// proxies and old browsers that buffer the start of a response before passing it on.
 /// `0` gives an empty frame, so callers can append the result unconditionally.
