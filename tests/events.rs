@@ -60,10 +60,7 @@ async fn events_carry_id_event_data_and_ids_strictly_increase() {
         )),
         "{text}"
     );
-    let seqs: Vec<u64> = ids
-        .iter()
-        .map(|id| id.rsplit('-').next().unwrap().parse().unwrap())
-        .collect();
+    let seqs: Vec<u64> = ids.iter().map(|id| seq(id)).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 }
 

@@ -28,14 +28,6 @@ async fn publish_eventually(gw: &Gateway, channel: &str, data: &str) -> String {
     }
 }
 
-/// The seq part of an id `<epoch>-<seq>`.
-fn seq(id: &str) -> u64 {
-    id.rsplit('-')
-        .next()
-        .and_then(|s| s.parse().ok())
-        .expect("id")
-}
-
 #[tokio::test]
 async fn a_publish_on_any_node_reaches_every_node_once_and_in_order() {
     let redis = RedisServer::start();

@@ -11,10 +11,6 @@ use sse_gateway::sse::parse::ParsedEvent;
 
 const T: Duration = Duration::from_secs(10);
 
-fn seq(id: &str) -> u64 {
-    id.rsplit('-').next().unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn resume_by_header_and_by_query_replays_exactly_what_was_missed() {
     let gw = Gateway::start("");

@@ -42,25 +42,10 @@ fn get(target: &str, headers: &str) -> String {
     format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
 }
 
-/// The status and error code of a raw reply.
-fn status_and_code(reply: &str) -> (u16, Option<String>) {
-    let status = reply
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let code = reply
-        .split("\r\n\r\n")
-        .nth(1)
-        .and_then(|body| serde_json::from_str::<serde_json::Value>(body).ok())
-        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
-    (status, code)
-}
-
 async fn run_table(gw: &Gateway, attacks: Vec<Attack>) {
     for attack in attacks {
         let reply = gw.raw_request(&attack.request).await;
-        let (status, code) = status_and_code(&reply);
+        let (status, code) = reply_status_and_code(&reply);
         match attack.code {
             Some(expected) => {
                 assert_eq!(status, attack.status, "{}: {reply}", attack.name);
@@ -137,9 +122,9 @@ async fn hostile_requests_are_refused_and_publish_nothing() {
     )
     .into_bytes();
     request.extend_from_slice(body);
-    let reply = raw_bytes(&gw, &request).await;
+    let reply = raw_request(gw.addr, &request, WAIT).await;
     assert_eq!(
-        status_and_code(&reply),
+        reply_status_and_code(&reply),
         (400, Some("invalid_json".into())),
         "{reply}"
     );
@@ -150,17 +135,6 @@ async fn hostile_requests_are_refused_and_publish_nothing() {
     // And the gateway still serves.
     gw.publish_ok("a", "note", "after the attacks").await;
     assert_eq!(watcher.events(1, WAIT).await[0].data, "after the attacks");
-}
-
-async fn raw_bytes(gw: &Gateway, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
-    sock.write_all(request).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, sock.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test]
