@@ -257,14 +257,13 @@ async fn upstream_faults_are_counted_and_never_reach_subscribers() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_retried_while_the_gateway_serves_on() {
-    // Bind and drop: a loopback port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    // Held for the whole test, so that nothing starts listening there in the meantime.
+    let gone = ClosedPort::new();
     let gw = gateway_with_source(
-        &format!("{{name: gone, url: \"http://127.0.0.1:{port}/feed\", channel: feed}}"),
+        &format!(
+            "{{name: gone, url: \"http://{}/feed\", channel: feed}}",
+            gone.addr()
+        ),
         "",
     );
     wait_source(&gw, "a connect fault", |s| {
