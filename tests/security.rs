@@ -249,45 +249,69 @@ async fn connect_and_publish_rates_refuse_and_lose_nothing_accepted() {
          publish_rate: {per_second: 2, burst: 3}\n",
     );
     let url = gw.url("/events?channel=a");
-    let mut watcher = SseClient::connect(&url).await;
-    let _second = SseClient::connect(&url).await;
-    let third = http().get(&url).send().await.expect("request");
-    assert_eq!(third.status(), 429);
-    assert!(third.headers().contains_key("retry-after"));
+    let connects = until_refused(50, |_| {
+        let url = url.clone();
+        async move {
+            let resp = http().get(&url).send().await.expect("request");
+            if resp.status() == 200 {
+                Ok(SseClient::from_response(resp))
+            } else {
+                Err(resp)
+            }
+        }
+    })
+    .await;
+    connects.assert_bucket(2, 1);
+    assert!(connects.refused.headers().contains_key("retry-after"));
     assert_eq!(
-        third.json::<serde_json::Value>().await.expect("json")["error"]["code"],
-        "rate_limited"
+        response_status_and_code(connects.refused).await,
+        (429, Some("rate_limited".into()))
     );
+    let mut watcher = connects.admitted.into_iter().next().expect("a stream");
 
-    let mut accepted = Vec::new();
-    let mut limited = 0;
-    for n in 0..6 {
+    let publishes = until_refused(50, |n| {
+        let data = format!("p{n}");
+        let gw = &gw;
+        async move {
+            let (status, body) = gw
+                .publish(serde_json::json!({"channel": "a", "data": data}))
+                .await;
+            match status {
+                202 => Ok(data),
+                _ => Err((status, body)),
+            }
+        }
+    })
+    .await;
+    publishes.assert_bucket(3, 2);
+    let (status, body) = &publishes.refused;
+    assert_eq!(
+        (*status, error_code(body)),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    // Every accepted publish is delivered, in order, and then the sentinel: no refused one.
+    let sentinel = publish_when_allowed(&gw, "sentinel").await;
+    let accepted = publishes.admitted;
+    assert_eq!(watcher.data(accepted.len(), WAIT).await, accepted);
+    watcher.assert_next_is(&sentinel, WAIT).await;
+}
+
+/// Publishes `data` on channel `a` once the publish rate lets it through; returns its id.
+async fn publish_when_allowed(gw: &Gateway, data: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
         let (status, body) = gw
-            .publish(serde_json::json!({"channel": "a", "data": format!("p{n}")}))
+            .publish(serde_json::json!({"channel": "a", "data": data}))
             .await;
         match status {
-            202 => accepted.push(format!("p{n}")),
-            429 => {
-                limited += 1;
-                assert_eq!(body["error"]["code"], "rate_limited");
+            202 => return body["id"].as_str().expect("id").to_owned(),
+            429 if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
             }
-            other => panic!("unexpected {other}: {body}"),
+            other => panic!("publish answered {other}: {body}"),
         }
     }
-    assert!(
-        limited >= 1 && accepted.len() >= 3,
-        "{accepted:?}, {limited} limited"
-    );
-    let got: Vec<String> = watcher
-        .events(accepted.len(), WAIT)
-        .await
-        .into_iter()
-        .map(|e| e.data)
-        .collect();
-    assert_eq!(
-        got, accepted,
-        "every accepted publish delivered, no refused one"
-    );
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use test_kit::process::STARTUP;
 #[allow(unused_imports)] // each test file uses some of these
 pub use test_kit::{
     error_code, eventually, http, metric_value, raw_request, reply_status_and_code,
-    response_status_and_code, seq, ClosedPort, Process, Relay, SseClient,
+    response_status_and_code, seq, until_refused, BucketRun, ClosedPort, Process, Relay, SseClient,
 };
 #[allow(unused_imports)] // only the source tests use these
 pub use upstream::*;

@@ -10,6 +10,7 @@
 //! - [`ports`]: addresses that stay put: a [`Relay`] in front of a process that restarts, and a
 //!   [`ClosedPort`] that refuses.
 //! - [`metrics`]: one metric's value in Prometheus text.
+//! - [`rate`]: a token bucket checked by its bounds, not by an exact sequence of answers.
 //! - [`ids`]: the sequence number of an event id.
 //!
 //! Modules are not named after crates (no `http`), so that `use test_kit::*` hides none.
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod metrics;
 pub mod ports;
 pub mod process;
+pub mod rate;
 pub mod sse;
 pub mod wait;
 pub mod web;
@@ -29,6 +31,7 @@ pub use ids::seq;
 pub use metrics::metric_value;
 pub use ports::{ClosedPort, Relay};
 pub use process::Process;
+pub use rate::{until_refused, BucketRun};
 pub use sse::SseClient;
 pub use wait::eventually;
 pub use web::{error_code, http, raw_request, reply_status_and_code, response_status_and_code};

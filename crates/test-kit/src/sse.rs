@@ -37,7 +37,11 @@ impl SseClient {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.send().await.expect("connect");
+        SseClient::from_response(req.send().await.expect("connect"))
+    }
+
+    /// Reads `resp` (any status) as a stream.
+    pub fn from_response(resp: reqwest::Response) -> SseClient {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         SseClient {
