@@ -172,7 +172,10 @@ async fn a_redis_outage_refuses_publishes_keeps_streams_and_recovers() {
         readyz(&b).await == 503
     })
     .await;
-    assert!(b.metric("sse_gateway_broker_up", "").await == 0.0);
+    eventually(WAIT, "the broker_up gauge at 0", || async {
+        b.metric("sse_gateway_broker_up", "").await == 0.0
+    })
+    .await;
     // The stream stays open: heartbeats keep coming.
     let heartbeat = client.next_item(WAIT).await;
     assert!(

@@ -10,6 +10,10 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// How soon a `header_read_timeout: 1s` must cut a slow client off: five times the setting, for
+/// a busy machine, and well under the 10 s default that would apply if the setting were lost.
+const HEADER_TIMEOUT_CEILING: Duration = Duration::from_secs(5);
+
 /// One attack: what is sent, and the status and error code that must come back.
 struct Attack {
     name: &'static str,
@@ -326,7 +330,7 @@ async fn a_slowloris_client_is_cut_off_at_the_header_read_timeout() {
     let started = Instant::now();
     // One header byte every 200 ms: each read is fast, the head never completes.
     let mut closed = false;
-    while started.elapsed() < Duration::from_secs(5) {
+    while started.elapsed() < HEADER_TIMEOUT_CEILING {
         if sock.write_all(b"X").await.is_err() {
             closed = true;
             break;
@@ -339,18 +343,18 @@ async fn a_slowloris_client_is_cut_off_at_the_header_read_timeout() {
             break;
         }
     }
-    let elapsed = started.elapsed();
-    assert!(closed, "the connection stayed open");
     assert!(
-        elapsed < Duration::from_secs(3),
-        "closed only after {elapsed:?}"
+        closed,
+        "the connection stayed open for {:?}",
+        started.elapsed()
     );
-    assert!(
+    eventually(WAIT, "the header timeout counted", || async {
         gw.metric(
             "sse_gateway_limit_rejections_total",
-            "limit=\"header_timeout\""
+            "limit=\"header_timeout\"",
         )
         .await
             >= 1.0
-    );
+    })
+    .await;
 }

@@ -3,20 +3,14 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use common::PATIENCE;
+use common::{PATIENCE, PROMPTLY};
 use futures_util::StreamExt;
 use test_kit::Process;
 use tokio::process::Command;
 use tokio::time::{timeout, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reference-upstream");
-
-/// How soon a signal must end the process with a stream open: well under the binary's 5 s
-/// grace for requests still open, which an exit that waited for the stream would have to use
-/// up, and well over what a busy machine takes to stop at once.
-const PROMPTLY: Duration = Duration::from_secs(3);
 
 /// Starts the binary on a free port; its address is read from its stdout line.
 fn spawn() -> Process {

@@ -16,6 +16,11 @@ use tokio::time::timeout;
 /// How long any single expected thing may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
+/// How soon a shutdown must end the streams still open: well under the binary's 5 s grace for
+/// requests that stay open, which a shutdown that waited for them would use up, and well over
+/// what a busy machine takes to end them at once.
+pub const PROMPTLY: Duration = Duration::from_secs(3);
+
 /// A server on 127.0.0.1 with a free port, plus an HTTP client pointed at it.
 pub struct TestServer {
     pub server: Server,
