@@ -139,26 +139,12 @@ async fn stats_and_metrics_reflect_traffic() {
         .unwrap()
         .ends_with("-3"));
     eventually(T, "deliveries and their latencies counted", || async {
-        let text = http()
-            .get(gw.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = gw.metrics_text().await;
         metric_value(&text, "sse_gateway_events_delivered_total", "") == 3.0
             && metric_value(&text, "sse_gateway_publish_to_write_seconds_count", "") == 3.0
     })
     .await;
-    let text = http()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics_text().await;
     for name in [
         "sse_gateway_streams_open",
         "sse_gateway_events_published_total",

@@ -211,17 +211,55 @@ impl Gateway {
         body["id"].as_str().expect("id").to_string()
     }
 
-    /// One metric's value from `/metrics` (summed over label sets matching `labels`).
-    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = http()
+    /// The `/metrics` scrape.
+    pub async fn metrics_text(&self) -> String {
+        http()
             .get(self.url("/metrics"))
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("text");
-        metric_value(&text, name, labels)
+            .expect("text")
+    }
+
+    /// One metric's value from `/metrics` (summed over label sets matching `labels`).
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        metric_value(&self.metrics_text().await, name, labels)
+    }
+}
+
+/// Publishes `p0`, `p1`... on `channel`, the n-th through `nodes[n % nodes.len()]`, until the
+/// publish rate refuses one, and checks that refusal: 429 `rate_limited`. The run has the data
+/// of every accepted publish, in order.
+pub async fn publish_until_rate_limited(
+    nodes: &[&Gateway],
+    channel: &str,
+) -> BucketRun<String, ()> {
+    let run = until_refused(50, |n| {
+        let gw = nodes[n % nodes.len()];
+        let data = format!("p{n}");
+        async move {
+            let (status, body) = gw
+                .publish(serde_json::json!({"channel": channel, "data": data}))
+                .await;
+            match status {
+                202 => Ok(data),
+                _ => Err((status, body)),
+            }
+        }
+    })
+    .await;
+    let (status, body) = &run.refused;
+    assert_eq!(
+        (*status, error_code(body)),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    BucketRun {
+        admitted: run.admitted,
+        refused: (),
+        elapsed: run.elapsed,
     }
 }
 
