@@ -227,17 +227,8 @@ async fn a_node_started_before_its_redis_waits_for_it_then_becomes_ready() {
 
 #[tokio::test]
 async fn readyz_is_503_draining_with_retry_after_once_sigterm_arrives() {
-    let gw = Gateway::start("shutdown:\n  grace_period: 10s\n");
+    let (gw, _streams) = gateway_with_streams_to_drain().await;
     assert_eq!(readyz(&gw).await.0, 200);
-    // Open streams keep the node draining (each ends at a random moment within 9 s).
-    let mut streams = Vec::new();
-    for _ in 0..5 {
-        streams.push(SseClient::connect(&gw.url("/events?channel=d")).await);
-    }
-    eventually(WAIT, "5 streams", || async {
-        gw.admin_get("/stats").await["streams"]["open"] == 5
-    })
-    .await;
     gw.signal("TERM");
     eventually(WAIT, "readyz 503 draining", || async {
         readyz(&gw).await == (503, Some("draining".into()), Some("1".into()))

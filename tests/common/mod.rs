@@ -229,6 +229,22 @@ impl Gateway {
     }
 }
 
+/// A gateway with a 10 s grace period and five open streams (returned with it), which keep
+/// it draining for seconds once it is sent SIGTERM: its grace period ends them at random
+/// moments within 9 s.
+pub async fn gateway_with_streams_to_drain() -> (Gateway, Vec<SseClient>) {
+    let gw = Gateway::start("shutdown:\n  grace_period: 10s\n");
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        streams.push(SseClient::connect(&gw.url("/events?channel=d")).await);
+    }
+    eventually(Duration::from_secs(15), "5 streams", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 5
+    })
+    .await;
+    (gw, streams)
+}
+
 /// Publishes `p0`, `p1`... on `channel`, the n-th through `nodes[n % nodes.len()]`, until the
 /// publish rate refuses one, and checks that refusal: 429 `rate_limited`. The run has the data
 /// of every accepted publish, in order.
