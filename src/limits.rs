@@ -448,13 +448,19 @@ mod tests {
 
     #[test]
     fn rates_refuse_with_retry_after_per_key() {
+        use futures_util::FutureExt;
+        use test_kit::until_refused;
+
         let l = limits(
             "limits: {connect_rate_per_ip: {per_second: 1, burst: 2}, \
              publish_rate: {per_second: 1, burst: 1}}",
         );
-        let _a = l.admit_here(ip(1), None).unwrap();
-        let _b = l.admit_here(ip(1), None).unwrap();
-        let e = l.admit_here(ip(1), None).err().unwrap();
+        // Nothing here awaits anything: each run is done when first polled.
+        let connects = until_refused(100, |_| std::future::ready(l.admit_here(ip(1), None)))
+            .now_or_never()
+            .unwrap();
+        connects.assert_bucket(2, 1);
+        let e = &connects.refused;
         assert_eq!(
             (e.status, e.code, e.retry_after),
             (429, "rate_limited", Some(1))
@@ -462,18 +468,18 @@ mod tests {
         let _c = l
             .admit_here(ip(2), None)
             .expect("other addresses have their own bucket");
-        assert_eq!(l.open_streams(), 3);
+        assert_eq!(l.open_streams(), connects.admitted.len() + 1);
 
-        futures_util::FutureExt::now_or_never(l.admit_publish("key-a"))
-            .unwrap()
+        let publishes = until_refused(100, |_| l.admit_publish("key-a"))
+            .now_or_never()
             .unwrap();
-        let e = futures_util::FutureExt::now_or_never(l.admit_publish("key-a"))
-            .unwrap()
-            .unwrap_err();
+        publishes.assert_bucket(1, 1);
+        let e = &publishes.refused;
         assert_eq!((e.status, e.code), (429, "rate_limited"));
-        futures_util::FutureExt::now_or_never(l.admit_publish("key-b"))
+        l.admit_publish("key-b")
+            .now_or_never()
             .unwrap()
-            .unwrap();
+            .expect("other credentials have their own bucket");
     }
 
     #[test]

@@ -39,6 +39,9 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Read before the config is loaded from the file, so that an edit made before the reloader
+    // watches is caught (one made between the two reads is reloaded once more, at worst).
+    let read_from = std::fs::read(&cli.config).ok();
     let config = match load(&cli) {
         Ok(config) => config,
         Err(errors) => {
@@ -54,7 +57,7 @@ fn main() -> ExitCode {
         upgrade: cli.upgrade,
         upgrade_sock: cli.upgrade_sock.clone(),
     };
-    let built = match server::build(config, &launch) {
+    let built = match server::build(config, read_from, &launch) {
         Ok(built) => built,
         Err(message) => {
             eprintln!("sse-gateway: {message}");

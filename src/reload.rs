@@ -82,6 +82,9 @@ pub struct Reloader {
     pub sources: Arc<Sources>,
     pub requests: ReloadRequests,
     pub trigger: ReloadTrigger,
+    /// The config file's bytes, read just before the config in force was loaded from it;
+    /// taken when the reloader starts.
+    pub read_from: Mutex<Option<Vec<u8>>>,
 }
 
 #[async_trait]
@@ -95,7 +98,13 @@ impl BackgroundService for Reloader {
         let _watcher = path
             .as_deref()
             .and_then(|path| watch(path, self.trigger.clone()));
-        let mut last_read = path.as_deref().and_then(|p| std::fs::read(p).ok());
+        // The bytes the config in force came from. An edit made since then raised no event if
+        // it came before the watching began: one look now catches it (the same bytes are not
+        // reloaded).
+        let mut last_read = self.read_from.lock().take();
+        if path.is_some() {
+            self.trigger.request(Cause::FileChanged);
+        }
         loop {
             let cause = tokio::select! {
                 cause = requests.recv() => cause,

@@ -70,8 +70,10 @@ impl Built {
 }
 
 /// Builds the pingora server for `config`: the HTTP front on `listen`, the broker's replicator,
-/// the sources, the config reloader and the janitor.
-pub fn build(config: Config, launch: &Launch) -> Result<Built, String> {
+/// the sources, the config reloader and the janitor. `read_from` is the config file's bytes,
+/// read just before `config` was loaded from it (`None` for the embedded default): the
+/// reloader compares the file with them once it watches.
+pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Result<Built, String> {
     metrics::init();
     let listen = resolve_listen(config.listen)?;
     let node_id = node_id();
@@ -138,6 +140,7 @@ pub fn build(config: Config, launch: &Launch) -> Result<Built, String> {
         sources: sources.clone(),
         requests: reload_requests.into(),
         trigger: reload.clone(),
+        read_from: read_from.into(),
     };
 
     let conf = ServerConf {

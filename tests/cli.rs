@@ -1,15 +1,10 @@
 //! The `sse-gateway` command line, run as a real process: `--check` on good, bad and missing
 //! files, secrets kept out of messages, `--log-format json`, and `--help`.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-/// How long a started gateway may take to print its address or its first log line.
-const STARTUP: Duration = Duration::from_secs(20);
+use test_kit::process::{Process, STARTUP};
 
 /// `sse-gateway` with a clean environment for what it reads: no `SSE_GATEWAY_CONFIG` from the
 /// caller's shell, and the default log level.
@@ -143,75 +138,23 @@ fn errors_never_print_a_secret() {
     }
 }
 
-/// A child process killed when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn log_format_json_writes_one_json_object_per_stderr_line() {
     let (dir, path) = config_file("listen: 127.0.0.1:0\nstatic_dir: \"\"\n");
-    let mut child = Running(
+    let mut gw = Process::start(
+        "sse-gateway",
         gateway()
             .arg("--config")
             .arg(&path)
             .args(["--log-format", "json"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sse-gateway"),
+            .current_dir(dir.path()),
     );
-
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut pipe = child.0.stderr.take().expect("stderr");
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.0.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        if let Some(Ok(line)) = BufReader::new(stdout).lines().next() {
-            let _ = tx.send(line);
-        }
-    });
-
-    let first = rx
-        .recv_timeout(STARTUP)
-        .unwrap_or_else(|_| panic!("no address on stdout:\n{}", stderr.lock().unwrap()));
-    let addr: SocketAddr = first
-        .strip_prefix("sse-gateway listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
-        .parse()
-        .expect("a socket address");
+    let addr = gw.addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    gw.wait_logs(STARTUP, "complete log line", |logs| logs.contains('\n'));
+    gw.kill();
 
-    let deadline = Instant::now() + STARTUP;
-    while !stderr.lock().unwrap().contains('\n') {
-        assert!(
-            Instant::now() < deadline,
-            "no log line on stderr within {STARTUP:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(child);
-
-    let logs = stderr.lock().unwrap().clone();
+    let logs = gw.logs();
     // Only complete lines: the process was killed, and may have been cut mid-line.
     let complete = &logs[..=logs.rfind('\n').expect("a complete line")];
     for line in complete.lines() {

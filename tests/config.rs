@@ -1,6 +1,7 @@
 //! The config loader through the library's public API: the shipped file, error reporting with
 //! positions, defaults, and robustness against arbitrary input.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,13 +15,14 @@ use sse_gateway::config::{
 const DEV_KEY_VAR: &str = "SSE_GATEWAY_DEV_KEY";
 const DEV_KEY: &str = "test-dev-key-3f1c9a7e";
 
-fn set_dev_key() {
-    // Every test that sets it sets the same value, so parallel tests cannot disagree.
-    std::env::set_var(DEV_KEY_VAR, DEV_KEY);
+/// The environment the configs here see: the dev key only. Never the process environment,
+/// which tests running in parallel must not set.
+fn env(name: &str) -> Option<OsString> {
+    (name == DEV_KEY_VAR).then(|| DEV_KEY.into())
 }
 
 fn errors(text: &str) -> ConfigErrors {
-    match config::load_str(text, Some(Path::new("test.yaml"))) {
+    match config::load_str_with_env(text, Some(Path::new("test.yaml")), &env) {
         Ok(config) => panic!("expected errors, got {config:?}"),
         Err(errors) => errors,
     }
@@ -37,9 +39,8 @@ fn located(errors: &ConfigErrors) -> Vec<(usize, usize, &str)> {
 
 #[test]
 fn shipped_gateway_yaml_loads() {
-    set_dev_key();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
-    let config = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config = config::load_with_env(&path, &env).unwrap_or_else(|e| panic!("{e}"));
     // Safe by default: the shipped file serves this machine only.
     assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(config.broker, BrokerConfig::Memory);
@@ -104,8 +105,7 @@ fn shipped_gateway_yaml_loads() {
 
 #[test]
 fn embedded_default_is_the_shipped_file() {
-    set_dev_key();
-    let config = Config::embedded_default().unwrap_or_else(|e| panic!("{e}"));
+    let config = Config::embedded_default_with_env(&env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.source, None);
     assert_eq!(config.source_name(), Path::new("<embedded gateway.yaml>"));
 }
@@ -165,7 +165,6 @@ cors:
 
 #[test]
 fn a_missing_key_variable_is_named_and_no_secret_is_shown() {
-    set_dev_key();
     let text = format!(
         "auth:\n  api_keys:\n    - name: other\n      key_env: {DEV_KEY_VAR}\n    \
          - name: ops\n      key_env: SSE_GATEWAY_TEST_UNSET_VARIABLE\n"

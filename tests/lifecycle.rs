@@ -27,8 +27,10 @@ async fn streams_end_at_their_jittered_lifetime_with_a_retry_hint() {
     let mut c = SseClient::connect(&gw.url("/events?channel=l")).await;
     let items = c.until_end(T).await;
     let lived = started.elapsed();
+    // At least the lifetime less its 10% jitter; at most three times the longest, for a busy
+    // machine, which still tells it from the one-hour default.
     assert!(
-        lived >= Duration::from_millis(880) && lived < Duration::from_millis(1800),
+        lived >= Duration::from_millis(900) && lived < Duration::from_millis(3 * 1100),
         "{lived:?}"
     );
     let r = retries(&items);
@@ -36,11 +38,12 @@ async fn streams_end_at_their_jittered_lifetime_with_a_retry_hint() {
         r.last().is_some_and(|ms| (1000..=2000).contains(ms)),
         "{r:?}"
     );
-    assert_eq!(
+    eventually(T, "the close counted as lifetime", || async {
         gw.metric("sse_gateway_streams_closed_total", "reason=\"lifetime\"")
-            .await,
-        1.0
-    );
+            .await
+            == 1.0
+    })
+    .await;
 }
 
 /// Opens a stream on a raw socket and never reads from it.
@@ -132,7 +135,28 @@ async fn sigterm_drains_streams_over_the_grace_period_and_exits_zero() {
     })
     .await;
     let last = gw.publish_ok("d", "message", "before drain").await;
+
+    // Every stream gets the event, then a retry hint, then its end, spread over the grace
+    // period. Each is read from before the signal, so each end is seen when it comes.
     let started = Instant::now();
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            let last = last.clone();
+            tokio::spawn(async move {
+                let items = s.until_end(T).await;
+                let ended = started.elapsed();
+                let got_last = s.raw.windows(last.len()).any(|w| w == last.as_bytes());
+                assert!(got_last, "queued event flushed before close");
+                let r = retries(&items);
+                assert!(
+                    r.last().is_some_and(|ms| (1000..=2000).contains(ms)),
+                    "{r:?}"
+                );
+                ended
+            })
+        })
+        .collect();
     gw.signal("TERM");
 
     // Readiness, new streams and publishes are refused with 503 while draining.
@@ -159,25 +183,6 @@ async fn sigterm_drains_streams_over_the_grace_period_and_exits_zero() {
         (503, Some("draining"))
     );
 
-    // Every stream got the event, then a retry hint, then its end, spread over the grace period.
-    let readers: Vec<_> = streams
-        .into_iter()
-        .map(|mut s| {
-            let last = last.clone();
-            tokio::spawn(async move {
-                let items = s.until_end(T).await;
-                let ended = started.elapsed();
-                let got_last = s.raw.windows(last.len()).any(|w| w == last.as_bytes());
-                assert!(got_last, "queued event flushed before close");
-                let r = retries(&items);
-                assert!(
-                    r.last().is_some_and(|ms| (1000..=2000).contains(ms)),
-                    "{r:?}"
-                );
-                ended
-            })
-        })
-        .collect();
     let mut ended_at = Vec::new();
     for r in readers {
         ended_at.push(r.await.unwrap());
@@ -191,8 +196,9 @@ async fn sigterm_drains_streams_over_the_grace_period_and_exits_zero() {
         spread > Duration::from_millis(200),
         "closes were not spread: {ended_at:?}"
     );
+    // Three times the 2 s grace period, for a busy machine; still short of the 10 s default.
     assert!(
-        *ended_at.iter().max().unwrap() < Duration::from_secs(3),
+        *ended_at.iter().max().unwrap() < 3 * Duration::from_secs(2),
         "{ended_at:?}"
     );
     let status = gw.wait_exit(T);

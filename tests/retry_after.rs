@@ -163,7 +163,11 @@ fn fat_token() -> String {
 
 #[tokio::test]
 async fn a_full_ticket_store_refuses_with_retry_after_until_the_oldest_expires() {
-    let gw = Gateway::start("auth:\n  jwt:\n    secret_env: TEST_JWT_SECRET\n  ticket_ttl: 5m\n");
+    // One credential fills the store: its ticket rate must not refuse first.
+    let gw = Gateway::start(
+        "auth:\n  jwt:\n    secret_env: TEST_JWT_SECRET\n  ticket_ttl: 5m\n\
+         limits:\n  ticket_rate: {per_second: 100000, burst: 100000}\n",
+    );
     let token = fat_token();
     // One connection reused: thousands of tickets in a few seconds.
     let client = reqwest::Client::new();
@@ -185,16 +189,7 @@ async fn a_full_ticket_store_refuses_with_retry_after_until_the_oldest_expires()
 
 #[tokio::test]
 async fn every_refusal_of_a_draining_node_carries_retry_after() {
-    let gw = Gateway::start("shutdown:\n  grace_period: 10s\n");
-    // Open streams keep the node draining (each ends at a random moment within 9 s).
-    let mut streams = Vec::new();
-    for _ in 0..5 {
-        streams.push(SseClient::connect(&gw.url("/events?channel=d")).await);
-    }
-    eventually(WAIT, "5 streams", || async {
-        gw.admin_get("/stats").await["streams"]["open"] == 5
-    })
-    .await;
+    let (gw, _streams) = gateway_with_streams_to_drain().await;
     gw.signal("TERM");
     eventually(WAIT, "draining", || async {
         get(&gw, "/readyz", None).await.status() == 503

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::redis::RedisServer;
@@ -34,55 +34,17 @@ fn config_serving(sse_path: &str) -> String {
     )
 }
 
-/// A started gateway process, killed on drop.
-struct Running {
-    child: Child,
-    addr: std::net::SocketAddr,
+/// A started gateway, once it accepts connections (it prints its address just before it
+/// binds). Killed on drop.
+fn start(cmd: &mut Command) -> Process {
+    let gw = Process::start("sse-gateway", cmd);
+    gw.wait_accepting(WAIT);
+    gw
 }
 
-impl Running {
-    fn start(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn sse-gateway");
-        match listening_address(&mut child, "sse-gateway") {
-            Some(addr) => Running::accepting(child, addr),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("sse-gateway did not start");
-            }
-        }
-    }
-
-    /// Once it accepts connections (it prints its address just before it binds).
-    fn accepting(child: Child, addr: std::net::SocketAddr) -> Running {
-        let running = Running { child, addr };
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "never accepted");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        running
-    }
-
-    async fn status(&self, path: &str) -> u16 {
-        let resp = http()
-            .get(format!("http://{}{path}", self.addr))
-            .send()
-            .await
-            .expect("request");
-        resp.status().as_u16()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn status(gw: &Process, path: &str) -> u16 {
+    let resp = http().get(gw.url(path)).send().await.expect("request");
+    resp.status().as_u16()
 }
 
 fn output(cmd: &mut Command) -> (Option<i32>, String, String) {
@@ -106,11 +68,9 @@ async fn sse_gateway_config_names_the_file_and_config_wins_over_it() {
     // A gateway.yaml in the working directory that must not be read.
     std::fs::write(dir.path().join("gateway.yaml"), config_serving("/from-cwd")).expect("write");
 
-    let mut cmd = gateway_in(dir.path());
-    cmd.env("SSE_GATEWAY_CONFIG", &from_env);
-    let gw = Running::start(cmd);
-    assert_eq!(gw.status("/from-env?channel=a").await, 200);
-    assert_eq!(gw.status("/from-cwd?channel=a").await, 404);
+    let gw = start(gateway_in(dir.path()).env("SSE_GATEWAY_CONFIG", &from_env));
+    assert_eq!(status(&gw, "/from-env?channel=a").await, 200);
+    assert_eq!(status(&gw, "/from-cwd?channel=a").await, 404);
     drop(gw);
 
     // `--config` wins over the variable, which here names a file that does not exist.
@@ -139,9 +99,9 @@ async fn sse_gateway_config_names_the_file_and_config_wins_over_it() {
 async fn without_config_gateway_yaml_in_the_working_directory_is_read() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("gateway.yaml"), config_serving("/from-cwd")).expect("write");
-    let gw = Running::start(gateway_in(dir.path()));
-    assert_eq!(gw.status("/from-cwd?channel=a").await, 200);
-    assert_eq!(gw.status("/events?channel=a").await, 404);
+    let gw = start(&mut gateway_in(dir.path()));
+    assert_eq!(status(&gw, "/from-cwd?channel=a").await, 200);
+    assert_eq!(status(&gw, "/events?channel=a").await, 404);
 }
 
 #[test]
@@ -247,55 +207,28 @@ async fn a_node_started_before_its_redis_waits_for_it_then_becomes_ready() {
         redis.url()
     );
     std::fs::write(&config, yaml).expect("write");
-    let mut cmd = gateway_in(dir.path());
-    cmd.arg("--config").arg(&config);
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut gw = Process::spawn(
+        "sse-gateway",
+        gateway_in(dir.path()).arg("--config").arg(&config),
+    );
     // The node says it waits (and does not listen) while Redis is away...
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            if line.contains("waiting for Redis") {
-                let _ = tx.send(());
-            }
-        }
+    gw.wait_logs(WAIT, "word that it waits for Redis", |logs| {
+        logs.contains("waiting for Redis")
     });
-    let waiting = rx.recv_timeout(WAIT);
     // ...and starts once Redis is up within its startup patience (10 s).
     redis.restart();
-    let Some(addr) = listening_address(&mut child, "sse-gateway") else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the node did not start once Redis was up");
-    };
-    let gw = Running::accepting(child, addr);
-    assert!(
-        waiting.is_ok(),
-        "the node never said it was waiting for Redis"
-    );
+    gw.wait_listening();
+    gw.wait_accepting(WAIT);
     eventually(WAIT, "ready", || async {
-        gw.status("/readyz").await == 200
+        status(&gw, "/readyz").await == 200
     })
     .await;
 }
 
 #[tokio::test]
 async fn readyz_is_503_draining_with_retry_after_once_sigterm_arrives() {
-    let gw = Gateway::start("shutdown:\n  grace_period: 10s\n");
+    let (gw, _streams) = gateway_with_streams_to_drain().await;
     assert_eq!(readyz(&gw).await.0, 200);
-    // Open streams keep the node draining (each ends at a random moment within 9 s).
-    let mut streams = Vec::new();
-    for _ in 0..5 {
-        streams.push(SseClient::connect(&gw.url("/events?channel=d")).await);
-    }
-    eventually(WAIT, "5 streams", || async {
-        gw.admin_get("/stats").await["streams"]["open"] == 5
-    })
-    .await;
     gw.signal("TERM");
     eventually(WAIT, "readyz 503 draining", || async {
         readyz(&gw).await == (503, Some("draining".into()), Some("1".into()))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,16 +12,6 @@ use std::time::Duration;
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The new process, killed on drop.
-struct Successor(Child);
-
-impl Drop for Successor {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
@@ -61,23 +51,20 @@ async fn upgrade_hands_the_listener_over_without_a_refused_connection() {
         })
     };
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
-        .arg("--config")
-        .arg(old.config_path())
-        .arg("--upgrade")
-        .env("TEST_ADMIN_KEY", KEY)
-        .env("TEST_LIMITED_KEY", LIMITED_KEY)
-        .env("TEST_JWT_SECRET", JWT_SECRET)
-        .current_dir(old.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the successor");
-    let listening = listening_address(&mut child, "sse-gateway");
-    let _new = Successor(child);
+    let new = Process::start(
+        "sse-gateway",
+        Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
+            .arg("--config")
+            .arg(old.config_path())
+            .arg("--upgrade")
+            .env("TEST_ADMIN_KEY", KEY)
+            .env("TEST_LIMITED_KEY", LIMITED_KEY)
+            .env("TEST_JWT_SECRET", JWT_SECRET)
+            .current_dir(old.dir.path()),
+    );
     assert_eq!(
-        listening,
-        Some(old.addr),
+        new.addr(),
+        old.addr,
         "the successor serves the same address"
     );
 

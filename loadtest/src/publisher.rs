@@ -313,6 +313,9 @@ mod tests {
             }
         );
         // The server is gone now: the stale connection is retried, and the retry cannot connect.
+        // It goes to a port held refusing: the server's port is free now, anyone's to take.
+        let gone = test_kit::ClosedPort::new();
+        p.target.addr = gone.addr();
         assert!(matches!(p.send(&req, wait).await, Outcome::NotSent(_)));
     }
 }

@@ -129,11 +129,16 @@ async fn the_deadline_ends_a_run_against_a_silent_server() {
             held.push(conn);
         }
     });
-    let started = std::time::Instant::now();
-    let report = sse_loadgen::run(raw_options(&base, &["--duration", "1.5"]))
-        .await
-        .unwrap();
-    assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+    // Three times the 1.5 s deadline, for a busy machine: a run that ignored it would wait on
+    // the silent server for ever.
+    let ceiling = std::time::Duration::from_millis(3 * 1500);
+    let report = tokio::time::timeout(
+        ceiling,
+        sse_loadgen::run(raw_options(&base, &["--duration", "1.5"])),
+    )
+    .await
+    .expect("the run ends by its deadline")
+    .unwrap();
     assert!(!report.pass);
     assert_eq!(report.streams_failed, 40);
 }

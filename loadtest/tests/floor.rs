@@ -1,52 +1,28 @@
 //! `sse-floor`, the machine's floor for the benchmark report, driven by the load generator over
 //! real sockets: every stream gets every event, over both worker threads.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use test_kit::Process;
 
 mod common;
 use common::raw_options;
 
 /// The floor server on a free loopback port; killed when dropped.
-struct Floor {
-    child: Child,
-    base: String,
-}
-
-impl Floor {
-    fn start(extra: &[&str]) -> Floor {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-floor"))
+fn start_floor(extra: &[&str]) -> Process {
+    Process::start(
+        "sse-floor",
+        Command::new(env!("CARGO_BIN_EXE_sse-floor"))
             .args(["--listen", "127.0.0.1:0", "--max-seconds", "60"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sse-floor starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("sse-floor listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Floor { child, base }
-    }
-}
-
-impl Drop for Floor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .args(extra),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_on_every_thread_gets_every_event() {
-    let floor = Floor::start(&["--threads", "2"]);
+    let floor = start_floor(&["--threads", "2"]);
     let options = raw_options(
-        &floor.base,
+        &floor.url(""),
         &[
             "--streams",
             "101",
@@ -88,8 +64,8 @@ fn a_malformed_or_oversized_request_is_refused_and_the_server_serves_on() {
     use std::net::TcpStream;
     use std::time::Duration;
 
-    let floor = Floor::start(&[]);
-    let addr = floor.base.trim_start_matches("http://");
+    let floor = start_floor(&[]);
+    let addr = floor.addr();
     let exchange = |request: &[u8]| {
         let mut conn = TcpStream::connect(addr).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

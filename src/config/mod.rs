@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use validate::{load, load_str, ConfigError, ConfigErrors};
+pub use validate::{
+    load, load_str, load_str_with_env, load_with_env, ConfigError, ConfigErrors, EnvLookup,
+};
 
 /// The gateway's own configuration, checked. Built only by [`load`] / [`load_str`].
 #[derive(Debug, Clone)]
@@ -377,6 +379,12 @@ impl Config {
     /// The embedded default configuration.
     pub fn embedded_default() -> Result<Config, ConfigErrors> {
         load_str(EMBEDDED_DEFAULT, None)
+    }
+
+    /// [`embedded_default`](Self::embedded_default), with variables looked up in `env` (see
+    /// [`load_with_env`]).
+    pub fn embedded_default_with_env(env: EnvLookup) -> Result<Config, ConfigErrors> {
+        load_str_with_env(EMBEDDED_DEFAULT, None, env)
     }
 
     /// The rule that applies to `channel`, if any.

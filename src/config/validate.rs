@@ -6,6 +6,7 @@
 //! `Config` built alongside is thrown away when anything was reported.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -69,13 +70,28 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Where `key_env` and `secret_env` name their variables: the value of one, `None` when it is
+/// unset. [`load`] and [`load_str`] look in the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+fn process_env(name: &str) -> Option<OsString> {
+    std::env::var_os(name)
+}
+
 /// Reads and checks the config file at `path`.
 ///
 /// Secrets (API keys) are read from their environment variables and files now, so a config
 /// that loads is one that can serve.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(path, &process_env)
+}
+
+/// [`load`], with the variables of `key_env` and `secret_env` looked up in `env` rather than in
+/// the process environment: what tests use, since setting a process variable while other
+/// threads may read the environment is a data race.
+pub fn load_with_env(path: &Path, env: EnvLookup) -> Result<Config, ConfigErrors> {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, Some(path)),
+        Ok(text) => load_str_with_env(&text, Some(path), env),
         Err(err) => Err(ConfigErrors {
             errors: vec![ConfigError {
                 file: path.display().to_string(),
@@ -90,6 +106,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Checks config `text`; `source` is the file it came from (`None` for the embedded default),
 /// used in messages and kept in [`Config::source`].
 pub fn load_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigErrors> {
+    load_str_with_env(text, source, &process_env)
+}
+
+/// [`load_str`], with variables looked up in `env` (see [`load_with_env`]).
+pub fn load_str_with_env(
+    text: &str,
+    source: Option<&Path>,
+    env: EnvLookup,
+) -> Result<Config, ConfigErrors> {
     let file_name = source.map_or_else(|| EMBEDDED_NAME.to_owned(), |p| p.display().to_string());
     let to_errors = |mut found: Vec<(Pos, String)>| {
         // Stable: problems at one place keep the order they were found in.
@@ -107,7 +132,10 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
         }
     };
     let parsed = file::parse(text).map_err(|f| to_errors(vec![(f.pos, f.message)]))?;
-    let mut checker = Checker::default();
+    let mut checker = Checker {
+        errors: Vec::new(),
+        env,
+    };
     for key in &parsed.unknown {
         checker.at(key.pos, format!("{}: unknown key", key.path));
     }
@@ -121,9 +149,10 @@ pub fn load_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError
 
 /// Collects problems while building the checked config. Its helpers report what is wrong with
 /// a value and return `None`; callers then fall back to the default and carry on.
-#[derive(Default)]
-struct Checker {
+struct Checker<'e> {
     errors: Vec<(Pos, String)>,
+    /// Where secrets named by an environment variable are looked up.
+    env: EnvLookup<'e>,
 }
 
 /// Defaults of the reference configuration in the contract.
@@ -170,7 +199,7 @@ mod default {
     pub const MAX_PADDING: usize = 1 << 20;
 }
 
-impl Checker {
+impl Checker<'_> {
     fn at(&mut self, pos: Pos, message: impl Into<String>) {
         self.errors.push((pos, message.into()));
     }
@@ -1046,7 +1075,7 @@ impl Checker {
             );
             return None;
         }
-        match std::env::var_os(&var.value) {
+        match (self.env)(&var.value) {
             None => {
                 self.err(
                     var,
@@ -1522,8 +1551,22 @@ fn is_env_name(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The environment every config here sees: a fixed map, never the process environment,
+    /// which tests running in parallel must not set.
+    fn test_env(name: &str) -> Option<OsString> {
+        let value = match name {
+            "SSE_GATEWAY_DEV_KEY" => "unit-test-dev-key",
+            "SSE_GATEWAY_JWT_SECRET" | "SSE_GATEWAY_UNIT_JWT" => UNIT_JWT_SECRET,
+            "SSE_GATEWAY_UNIT_KEY_A" => "env-secret-value",
+            "SSE_GATEWAY_UNIT_KEY_EMPTY" => "",
+            "SSE_GATEWAY_UNIT_SHORT_JWT" => "too-short",
+            _ => return None,
+        };
+        Some(value.into())
+    }
+
     fn load(text: &str) -> Config {
-        load_str(text, None).unwrap_or_else(|e| panic!("{e}"))
+        load_str_with_env(text, None, &test_env).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The messages, each prefixed with its `line:col`.
@@ -1539,7 +1582,7 @@ mod tests {
     }
 
     fn problems(text: &str) -> Vec<String> {
-        match load_str(text, None) {
+        match load_str_with_env(text, None, &test_env) {
             Ok(config) => panic!("expected errors, got {config:?}"),
             Err(errors) => errors
                 .errors
@@ -1630,8 +1673,6 @@ shutdown:
 
     #[test]
     fn the_reference_configuration_loads_completely() {
-        std::env::set_var("SSE_GATEWAY_DEV_KEY", "unit-test-dev-key");
-        std::env::set_var("SSE_GATEWAY_JWT_SECRET", UNIT_JWT_SECRET);
         let config = load(REFERENCE);
         assert_eq!(config.history_for("user.7").max_events, 100);
         assert_eq!(
@@ -1941,8 +1982,6 @@ shutdown:
         std::fs::write(&key_file, "file-secret-value\n").unwrap();
         let empty_file = dir.join("empty.key");
         std::fs::write(&empty_file, "\n").unwrap();
-        std::env::set_var("SSE_GATEWAY_UNIT_KEY_A", "env-secret-value");
-        std::env::set_var("SSE_GATEWAY_UNIT_KEY_EMPTY", "");
 
         let text = format!(
             "auth:\n  api_keys:\n    - {{name: a, key_env: SSE_GATEWAY_UNIT_KEY_A}}\n    \
@@ -2052,7 +2091,6 @@ shutdown:
             "auth:\n  jwt: {secret_env: S, secret_file: f}\n",
             "2:8: auth.jwt: set exactly one of",
         );
-        std::env::set_var("SSE_GATEWAY_UNIT_JWT", UNIT_JWT_SECRET);
         one_problem(
             "auth:\n  jwt: {algorithms: [RS256], secret_env: SSE_GATEWAY_UNIT_JWT}\n",
             "2:22: auth.jwt.algorithms[0]: `secret_env` or `secret_file` only go with HS256",
@@ -2069,8 +2107,6 @@ shutdown:
 
     #[test]
     fn jwt_keys_that_cannot_be_used_are_errors_at_their_line() {
-        std::env::set_var("SSE_GATEWAY_UNIT_SHORT_JWT", "too-short");
-        std::env::remove_var("SSE_GATEWAY_UNIT_UNSET_JWT");
         one_problem(
             "auth:\n  jwt:\n    secret_env: SSE_GATEWAY_UNIT_UNSET_JWT\n",
             "3:17: auth.jwt.secret_env: environment variable SSE_GATEWAY_UNIT_UNSET_JWT is not set",
@@ -2112,7 +2148,6 @@ shutdown:
             "3:18: auth.jwt.algorithms[0]: RS256 does not match the key in `public_key_file`, \
              which is a P-256 key (ES256)",
         );
-        std::env::set_var("SSE_GATEWAY_UNIT_JWT", UNIT_JWT_SECRET);
         let jwt = "auth:\n  jwt:\n    secret_env: SSE_GATEWAY_UNIT_JWT\n";
         one_problem(
             &format!("{jwt}    leeway: 10m\n"),

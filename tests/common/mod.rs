@@ -1,20 +1,22 @@
-//! Test kit: a real gateway process on a free port, a strict SSE client over a real socket, and
-//! helpers that wait on a condition with a deadline (never a bare sleep).
+//! The gateway's side of the test kit: a real gateway process on a free port, configured by
+//! [`base_config`], and the upstreams that source tests feed it from. What every package's tests
+//! share (processes, the SSE client, `eventually`, JSON errors, metrics) is the `test-kit`
+//! crate, re-exported here.
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use futures_util::StreamExt;
-use sse_gateway::sse::parse::{ParsedEvent, ParsedItem, Parser, ParserLimits};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
 pub mod redis;
 mod upstream;
+use test_kit::process::STARTUP;
+#[allow(unused_imports)] // each test file uses some of these
+pub use test_kit::{
+    error_code, eventually, http, metric_value, raw_request, reply_status_and_code,
+    response_status_and_code, seq, until_refused, BucketRun, ClosedPort, Process, Relay, SseClient,
+};
 #[allow(unused_imports)] // only the source tests use these
 pub use upstream::*;
 
@@ -91,10 +93,9 @@ auth:
 
 /// A gateway process. Killed on drop.
 pub struct Gateway {
-    child: Option<Child>,
+    process: Process,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Gateway {
@@ -118,69 +119,34 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, yaml).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
-            .arg("--config")
-            .arg(&config)
-            .env("TEST_ADMIN_KEY", KEY)
-            .env("TEST_LIMITED_KEY", LIMITED_KEY)
-            .env("TEST_JWT_SECRET", JWT_SECRET)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sse-gateway");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let listening = listening_address(&mut child, "sse-gateway");
-        let addr = match listening {
-            Some(addr) => addr,
-            None => {
-                let _ = child.kill();
-                panic!("gateway did not start:\n{}", stderr.lock().unwrap());
-            }
-        };
-        let gw = Gateway {
-            child: Some(child),
-            addr,
+        let process = Process::start(
+            "sse-gateway",
+            Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
+                .arg("--config")
+                .arg(&config)
+                .env("TEST_ADMIN_KEY", KEY)
+                .env("TEST_LIMITED_KEY", LIMITED_KEY)
+                .env("TEST_JWT_SECRET", JWT_SECRET)
+                .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
+                .current_dir(dir.path()),
+        );
+        // It prints its address just before it binds.
+        process.wait_accepting(STARTUP);
+        Gateway {
+            addr: process.addr(),
+            process,
             dir,
-            stderr,
-        };
-        gw.wait_ready();
-        gw
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(self.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "gateway never accepted:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        self.process.url(path)
     }
 
+    /// What the gateway has logged (stderr) so far.
     pub fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.process.logs()
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -188,46 +154,22 @@ impl Gateway {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
+        self.process.pid()
     }
 
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        self.process.signal(name);
     }
 
     /// Waits for the process to exit, at most `within`.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gateway did not exit in {within:?}:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.wait_exit(within)
     }
 
     /// Sends `request` as is on a new connection and returns everything the gateway writes back
     /// before it closes (or 5 s pass): for requests no HTTP client would send.
     pub async fn raw_request(&self, request: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut sock = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
-        sock.write_all(request.as_bytes()).await.expect("write");
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut out)).await;
-        String::from_utf8_lossy(&out).into_owned()
+        raw_request(self.addr, request.as_bytes(), Duration::from_secs(5)).await
     }
 
     /// A stream at `path` resuming after `last_event_id` (the header, as EventSource sends it).
@@ -269,55 +211,83 @@ impl Gateway {
         body["id"].as_str().expect("id").to_string()
     }
 
-    /// One metric's value from `/metrics` (summed over label sets matching `labels`).
-    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = http()
+    /// The `/metrics` scrape.
+    pub async fn metrics_text(&self) -> String {
+        http()
             .get(self.url("/metrics"))
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("text");
-        metric_value(&text, name, labels)
+            .expect("text")
+    }
+
+    /// One metric's value from `/metrics` (summed over label sets matching `labels`).
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        metric_value(&self.metrics_text().await, name, labels)
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+/// A gateway with a 10 s grace period and five open streams (returned with it), which keep
+/// it draining for seconds once it is sent SIGTERM: its grace period ends them at random
+/// moments within 9 s.
+pub async fn gateway_with_streams_to_drain() -> (Gateway, Vec<SseClient>) {
+    let gw = Gateway::start("shutdown:\n  grace_period: 10s\n");
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        streams.push(SseClient::connect(&gw.url("/events?channel=d")).await);
+    }
+    eventually(Duration::from_secs(15), "5 streams", || async {
+        gw.admin_get("/stats").await["streams"]["open"] == 5
+    })
+    .await;
+    (gw, streams)
+}
+
+/// Publishes `p0`, `p1`... on `channel`, the n-th through `nodes[n % nodes.len()]`, until the
+/// publish rate refuses one, and checks that refusal: 429 `rate_limited`. The run has the data
+/// of every accepted publish, in order.
+pub async fn publish_until_rate_limited(
+    nodes: &[&Gateway],
+    channel: &str,
+) -> BucketRun<String, ()> {
+    let run = until_refused(50, |n| {
+        let gw = nodes[n % nodes.len()];
+        let data = format!("p{n}");
+        async move {
+            let (status, body) = gw
+                .publish(serde_json::json!({"channel": channel, "data": data}))
+                .await;
+            match status {
+                202 => Ok(data),
+                _ => Err((status, body)),
+            }
         }
+    })
+    .await;
+    let (status, body) = &run.refused;
+    assert_eq!(
+        (*status, error_code(body)),
+        (429, Some("rate_limited")),
+        "{body}"
+    );
+    BucketRun {
+        admitted: run.admitted,
+        refused: (),
+        elapsed: run.elapsed,
     }
 }
 
-/// Sum of the samples of `name` whose label text contains `labels` (empty: all).
-pub fn metric_value(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            let metric = key.split('{').next()?;
-            (metric == name && key.contains(labels)).then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
-
-/// `GET path` with headers: the status and the error code (if any). The body of a 200 (a
-/// stream, which never ends) is not read.
+/// `GET path` with headers: the status and the error code (`""` for a success, whose body, a
+/// stream's, is not read).
 pub async fn status_and_code(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut req = http().get(gw.url(path));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    if status == 200 {
-        return (status, String::new());
-    }
-    let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
-    (status, body["error"]["code"].as_str().unwrap_or("").into())
+    let (status, code) = response_status_and_code(req.send().await.expect("request")).await;
+    (status, code.unwrap_or_default())
 }
 
 /// `POST /tickets` with headers: the status, the headers and the JSON body.
@@ -337,175 +307,6 @@ pub async fn post_ticket(
         headers,
         resp.json().await.unwrap_or(serde_json::Value::Null),
     )
-}
-
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client")
-}
-
-/// Waits until `check` returns true, polling, at most `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A strict SSE client over a real HTTP connection, parsing with the gateway's WHATWG parser.
-pub struct SseClient {
-    pub status: u16,
-    pub headers: reqwest::header::HeaderMap,
-    body: Option<futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>>,
-    parser: Parser,
-    pending: std::collections::VecDeque<ParsedItem>,
-    /// Every byte received, for byte-level assertions.
-    pub raw: Vec<u8>,
-    /// The body ended (server closed the stream).
-    pub ended: bool,
-    /// Why the body ended badly (a cut-off chunked body, a reset), if it did: what a strict
-    /// client (Chromium, httpx, curl) reports as an error.
-    pub end_error: Option<String>,
-}
-
-impl SseClient {
-    pub async fn connect(url: &str) -> SseClient {
-        SseClient::connect_with(url, &[]).await
-    }
-
-    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut req = http().get(url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("connect");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        SseClient {
-            status,
-            headers,
-            body: Some(resp.bytes_stream().boxed()),
-            parser: Parser::new(ParserLimits::default()),
-            pending: Default::default(),
-            raw: Vec::new(),
-            ended: false,
-            end_error: None,
-        }
-    }
-
-    /// The next parsed item, or `None` if the stream ended or nothing came within `within`.
-    pub async fn next_item(&mut self, within: Duration) -> Option<ParsedItem> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(item) = self.pending.pop_front() {
-                return Some(item);
-            }
-            let body = self.body.as_mut()?;
-            match tokio::time::timeout_at(deadline, body.next()).await {
-                Err(_) => return None,
-                Ok(Some(Ok(chunk))) => {
-                    self.raw.extend_from_slice(&chunk);
-                    let mut out = Vec::new();
-                    self.parser.push(&chunk, &mut out).expect("valid SSE");
-                    self.pending.extend(out);
-                }
-                Ok(end) => {
-                    self.end_error = end.and_then(|e| e.err()).map(|e| format!("{e:?}"));
-                    self.ended = true;
-                    self.body = None;
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// The next event (comments and retry skipped).
-    pub async fn next_event(&mut self, within: Duration) -> Option<ParsedEvent> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_item(left).await? {
-                ParsedItem::Event(e) => return Some(e),
-                _ => continue,
-            }
-        }
-    }
-
-    /// Exactly `n` events, or panics after `within`.
-    pub async fn events(&mut self, n: usize, within: Duration) -> Vec<ParsedEvent> {
-        let deadline = Instant::now() + within;
-        let mut got = Vec::with_capacity(n);
-        while got.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next_event(left).await {
-                Some(e) => got.push(e),
-                None => panic!(
-                    "got {} of {n} events, the last {:?}",
-                    got.len(),
-                    got.last().map(|e: &ParsedEvent| &e.id)
-                ),
-            }
-        }
-        got
-    }
-
-    /// The data of exactly `n` events, or panics after `within`.
-    pub async fn data(&mut self, n: usize, within: Duration) -> Vec<String> {
-        self.events(n, within)
-            .await
-            .into_iter()
-            .map(|e| e.data)
-            .collect()
-    }
-
-    /// Asserts that no event arrives within `window` (a negative check must wait some time).
-    pub async fn assert_no_event(&mut self, window: Duration) {
-        if let Some(e) = self.next_event(window).await {
-            panic!("unexpected event {e:?}");
-        }
-    }
-
-    /// Reads until the server ends the stream, at most `within`; returns the items seen.
-    pub async fn until_end(&mut self, within: Duration) -> Vec<ParsedItem> {
-        let deadline = Instant::now() + within;
-        let mut items = Vec::new();
-        while !self.ended {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "stream did not end in {within:?}");
-            if let Some(item) = self.next_item(left).await {
-                items.push(item);
-            }
-        }
-        items
-    }
-}
-
-/// The address in the `PROGRAM listening on http://ADDR` line the child prints on stdout once
-/// it is bound; `None` if it does not within 20 s.
-pub fn listening_address(child: &mut Child, program: &str) -> Option<SocketAddr> {
-    let stdout = child.stdout.take().expect("stdout piped");
-    let prefix = format!("{program} listening on http://");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addr) = line.strip_prefix(&prefix) {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).ok()?;
-    Some(addr.parse().expect("address"))
 }
 
 pub fn workspace_root() -> &'static Path {

@@ -1,5 +1,5 @@
-//! A `redis-server` of a test's own, without persistence, listening only on a unix socket in the
-//! test's temp dir: stopped and started again at the same address to play an outage, with no
+//! A `redis-server` of a test's own (without persistence, or with an AOF), listening only on a
+//! unix socket in the test's temp dir: stopped and started again at the same address to play an outage, with no
 //! chance that another test takes that address in between (as a freed TCP port could be), and
 //! spoken to in inline commands; and gateway nodes that share it.
 
@@ -42,12 +42,36 @@ pub async fn readyz(gw: &Gateway) -> u16 {
 pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Its persistence options.
+    persistence: &'static [&'static str],
 }
 
 impl RedisServer {
+    /// One that keeps nothing: each restart comes back empty.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// One that appends every write to its AOF (in its temp dir) before answering, so a
+    /// restart, even after SIGKILL, comes back with everything it answered.
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+    }
+
+    fn start_with(persistence: &'static [&'static str]) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = RedisServer { child: None, dir };
+        let mut server = RedisServer {
+            child: None,
+            dir,
+            persistence,
+        };
         server.restart();
         server
     }
@@ -60,20 +84,16 @@ impl RedisServer {
         format!("unix://{}", self.socket().display())
     }
 
-    /// (Re)starts it at its socket, empty (nothing is persisted), and waits until it answers.
+    /// (Re)starts it at its socket (empty unless persistent), and waits until it answers,
+    /// which a persistent one does once it has loaded its AOF.
     pub fn restart(&mut self) {
         self.stop();
         let child = Command::new("redis-server")
             .args(["--port", "0", "--unixsocket"])
             .arg(self.socket())
-            .args([
-                "--unixsocketperm",
-                "700",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--unixsocketperm", "700", "--dir"])
+            .arg(self.dir.path())
+            .args(self.persistence)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -3,13 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{http, listening_address};
+use super::{http, Process, Relay};
 
 /// The `reference-upstream` binary next to the gateway's, built once if a lone `cargo test
 /// --test X` did not build the workspace.
@@ -38,9 +38,12 @@ fn upstream_binary() -> PathBuf {
         .clone()
 }
 
-/// A `reference-upstream` process. Killed on drop.
+/// A `reference-upstream` process behind a [`Relay`]: its address stays the same when it is
+/// killed and started again (on a port of its own), and no other test can take that address in
+/// between. Killed on drop.
 pub struct Upstream {
-    child: Option<Child>,
+    process: Option<Process>,
+    relay: Relay,
     pub addr: SocketAddr,
     args: Vec<String>,
 }
@@ -48,45 +51,40 @@ pub struct Upstream {
 impl Upstream {
     /// Starts it on a free port with `args` (e.g. `--notify-interval 0s`).
     pub fn start(args: &[&str]) -> Upstream {
-        Upstream::start_on("127.0.0.1:0", args.iter().map(|a| a.to_string()).collect())
-    }
-
-    fn start_on(listen: &str, args: Vec<String>) -> Upstream {
-        let mut child = Command::new(upstream_binary())
-            .args(["--listen", listen, "--name", "up-test"])
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn reference-upstream");
-        let Some(addr) = listening_address(&mut child, "reference-upstream") else {
-            let _ = child.kill();
-            panic!("reference-upstream did not start on {listen}");
+        let relay = Relay::start();
+        let mut up = Upstream {
+            process: None,
+            addr: relay.addr(),
+            relay,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
-        Upstream {
-            child: Some(child),
-            addr,
-            args,
-        }
+        up.restart();
+        up
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Kills the process (SIGKILL: no goodbye to its clients).
+    /// Kills the process (SIGKILL: no goodbye to its clients); its address refuses until
+    /// [`restart`](Self::restart).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.relay.point_to(None);
+        self.process = None;
     }
 
-    /// Starts it again on the same port, with the same arguments.
+    /// Starts it again, with the same arguments, at the same address.
     pub fn restart(&mut self) {
         self.kill();
-        *self = Upstream::start_on(&self.addr.to_string(), self.args.clone());
+        let process = Process::start(
+            "reference-upstream",
+            Command::new(upstream_binary())
+                .args(["--listen", "127.0.0.1:0", "--name", "up-test"])
+                .args(&self.args)
+                .env("RUST_LOG", "warn"),
+        );
+        self.relay.point_to(Some(process.addr()));
+        self.process = Some(process);
     }
 
     /// `GET /api/info`.
@@ -112,12 +110,6 @@ impl Upstream {
         assert_eq!(resp.status(), 201);
         let body: serde_json::Value = resp.json().await.expect("json");
         body["id"].as_str().expect("id").to_string()
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

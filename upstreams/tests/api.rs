@@ -4,10 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{data, quiet_config, seq, start, wait_until, PATIENCE};
+use common::{data, quiet_config, start, PATIENCE, PROMPTLY};
 use reference_upstream::notifications::NewNotification;
 use serde_json::{json, Value};
 use sse_wire::parse::ParsedItem;
+use test_kit::{eventually, response_status_and_code, seq};
 
 #[tokio::test]
 async fn stream_receives_a_posted_notification() {
@@ -272,8 +273,11 @@ async fn bad_posts_get_json_errors_and_publish_nothing() {
             request = request.header("content-type", content_type);
         }
         let response = request.send().await.expect("send");
-        assert_eq!(response.status().as_u16(), status, "{what}");
-        assert_error_shape(response, code, what).await;
+        assert_eq!(
+            response_status_and_code(response).await,
+            (status, Some(code.to_owned())),
+            "{what}"
+        );
     }
     assert_eq!(t.info().await["notifications_published"], 0);
     assert!(t.server.notifications().retained_ids().is_empty());
@@ -286,32 +290,14 @@ async fn bad_posts_get_json_errors_and_publish_nothing() {
     t.shutdown().await;
 }
 
-async fn assert_error_shape(response: reqwest::Response, code: &str, what: &str) {
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(content_type, "application/json", "{what}");
-    let body: Value = response.json().await.expect("JSON error body");
-    assert_eq!(body["error"]["code"], code, "{what}: {body}");
-    let message = body["error"]["message"].as_str().expect("message");
-    assert!(!message.is_empty(), "{what}");
-    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{what}: {body}");
-    assert_eq!(
-        body["error"].as_object().map(|o| o.len()),
-        Some(2),
-        "{what}: {body}"
-    );
-}
-
 #[tokio::test]
 async fn unknown_paths_and_wrong_methods_get_json_errors() {
     let t = start(quiet_config()).await;
     let response = t.http.get(t.url("/nope")).send().await.expect("send");
-    assert_eq!(response.status(), 404);
-    assert_error_shape(response, "not_found", "404").await;
+    assert_eq!(
+        response_status_and_code(response).await,
+        (404, Some("not_found".to_owned()))
+    );
 
     let response = t
         .http
@@ -319,7 +305,6 @@ async fn unknown_paths_and_wrong_methods_get_json_errors() {
         .send()
         .await
         .expect("send");
-    assert_eq!(response.status(), 405);
     assert_eq!(
         response
             .headers()
@@ -327,11 +312,11 @@ async fn unknown_paths_and_wrong_methods_get_json_errors() {
             .and_then(|v| v.to_str().ok()),
         Some("POST")
     );
-    assert_error_shape(response, "method_not_allowed", "405").await;
+    let not_allowed = (405, Some("method_not_allowed".to_owned()));
+    assert_eq!(response_status_and_code(response).await, not_allowed);
 
     let response = t.http.post(t.url("/api/info")).send().await.expect("send");
-    assert_eq!(response.status(), 405);
-    assert_error_shape(response, "method_not_allowed", "405").await;
+    assert_eq!(response_status_and_code(response).await, not_allowed);
 
     let health: Value = t.json(t.http.get(t.url("/healthz"))).await;
     assert_eq!(health, json!({"status": "ok", "name": "test-up"}));
@@ -364,12 +349,12 @@ async fn info_counts_stream_clients_and_echoes_forwarding_headers() {
     assert_eq!(info["requests_served"], served_before + 3);
 
     drop(notifications);
-    wait_until("one stream is left", || async {
+    eventually(PATIENCE, "one stream is left", || async {
         t.info().await["stream_clients"] == 1
     })
     .await;
     drop(metrics);
-    wait_until("no stream is left", || async {
+    eventually(PATIENCE, "no stream is left", || async {
         t.info().await["stream_clients"] == 0
     })
     .await;
@@ -407,7 +392,7 @@ async fn disconnect_hook_closes_every_stream_and_clients_resume() {
     assert_eq!(reply, json!({"closed": 2}));
     a.expect_end().await;
     b.expect_end().await;
-    wait_until("the streams are gone", || async {
+    eventually(PATIENCE, "the streams are gone", || async {
         t.info().await["stream_clients"] == 0
     })
     .await;
@@ -507,7 +492,7 @@ async fn shutdown_ends_open_streams_promptly() {
     let started = tokio::time::Instant::now();
     t.shutdown().await;
     stream.expect_end().await;
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < PROMPTLY, "took {:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -3,51 +3,35 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use common::PATIENCE;
+use common::{PATIENCE, PROMPTLY};
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use test_kit::Process;
+use tokio::process::Command;
 use tokio::time::{timeout, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_reference-upstream");
 
-/// Starts the binary on a free port and returns it with the address from its stdout line.
-async fn spawn() -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args([
+/// Starts the binary on a free port; its address is read from its stdout line.
+fn spawn() -> Process {
+    Process::start(
+        "reference-upstream",
+        std::process::Command::new(BIN).args([
             "--listen",
             "127.0.0.1:0",
             "--name",
             "proc",
             "--notify-interval",
             "0s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    timeout(PATIENCE, BufReader::new(stdout).read_line(&mut line))
-        .await
-        .expect("stdout line in time")
-        .expect("read stdout");
-    let addr = line
-        .trim_end()
-        .strip_prefix("reference-upstream listening on http://")
-        .unwrap_or_else(|| panic!("unexpected stdout line {line:?}"))
-        .to_owned();
-    (child, addr)
+        ]),
+    )
 }
 
-async fn signal_exits_zero_with_a_stream_open(signal: libc::c_int) {
-    let (mut child, addr) = spawn().await;
+async fn signal_exits_zero_with_a_stream_open(signal: &str) {
+    let mut up = spawn();
     let http = reqwest::Client::new();
     let health: serde_json::Value = http
-        .get(format!("http://{addr}/healthz"))
+        .get(up.url("/healthz"))
         .send()
         .await
         .expect("healthz")
@@ -57,7 +41,7 @@ async fn signal_exits_zero_with_a_stream_open(signal: libc::c_int) {
     assert_eq!(health["name"], "proc");
 
     let response = http
-        .get(format!("http://{addr}/streams/notifications"))
+        .get(up.url("/streams/notifications"))
         .send()
         .await
         .expect("stream");
@@ -69,20 +53,11 @@ async fn signal_exits_zero_with_a_stream_open(signal: libc::c_int) {
         .expect("bytes");
     assert!(first.starts_with(b"retry: 1000"));
 
-    let pid = child.id().expect("pid") as libc::pid_t;
     let started = Instant::now();
-    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    let status = timeout(PATIENCE, child.wait())
-        .await
-        .expect("exit in time")
-        .expect("wait");
+    up.signal(signal);
+    let status = up.wait_exit(2 * PATIENCE);
     assert!(status.success(), "{status}");
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < PROMPTLY, "took {:?}", started.elapsed());
     // The stream ended rather than being cut mid-event.
     while let Some(chunk) = timeout(PATIENCE, body.next()).await.expect("stream end") {
         if chunk.is_err() {
@@ -93,12 +68,12 @@ async fn signal_exits_zero_with_a_stream_open(signal: libc::c_int) {
 
 #[tokio::test]
 async fn sigterm_exits_zero_promptly_with_a_stream_open() {
-    signal_exits_zero_with_a_stream_open(libc::SIGTERM).await;
+    signal_exits_zero_with_a_stream_open("TERM").await;
 }
 
 #[tokio::test]
 async fn sigint_exits_zero_promptly_with_a_stream_open() {
-    signal_exits_zero_with_a_stream_open(libc::SIGINT).await;
+    signal_exits_zero_with_a_stream_open("INT").await;
 }
 
 #[tokio::test]
