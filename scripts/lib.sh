@@ -97,3 +97,18 @@ ui_build_if_stale() {
     echo "building the web UI (frontend-react/dist)" >&2
     ui_install && (cd "$dir" && npm run build)
 }
+
+# ---- Python client (clients/python/) ---------------------------------------------------------
+
+# Returns 0 when python3 is 3.11 or newer and has the venv module (Debian splits it out), after
+# installing what is missing with apt-get; else says what is missing and returns 1.
+ensure_python() {
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo "python3 with venv not found (the Python client's tests need it); installing it" >&2
+        apt_install python3 python3-venv || return 1
+    fi
+    if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        echo "python3 $(python3 -V 2>&1) is too old for the Python client (3.11 or newer)" >&2
+        return 1
+    fi
+}
