@@ -25,7 +25,7 @@ fn client(gw: &Gateway, channel: &str) -> SseClient {
 async fn resumes_across_kicks_without_losing_or_repeating_an_event() {
     let gw = Gateway::start("");
     let mut reader = Reader::spawn(client(&gw, "feed").stream().unwrap());
-    let mut current = gw.the_client_except(None).await;
+    let mut current = gw.the_stream_on("feed", None).await;
     let mut published = Vec::new();
     for round in 0..4 {
         if round > 0 {
@@ -38,7 +38,7 @@ async fn resumes_across_kicks_without_losing_or_repeating_an_event() {
             published.push((gw.publish_ok("feed", "tick", &data).await, data));
         }
         if (1..3).contains(&round) {
-            current = gw.the_client_except(Some(&current)).await;
+            current = gw.the_stream_on("feed", Some(&current)).await;
         }
     }
     let mut received = Vec::new();
@@ -58,10 +58,29 @@ async fn resumes_across_kicks_without_losing_or_repeating_an_event() {
 }
 
 #[tokio::test]
+async fn the_gateways_retry_is_waited_out_after_a_drop() {
+    let gw = Gateway::start("sse:\n  retry: 2s\n");
+    let _reader = Reader::spawn(client(&gw, "news").stream().unwrap());
+    let first = gw.the_stream_on("news", None).await;
+    gw.kick(&first).await;
+    let kicked_at = Instant::now();
+    gw.the_stream_on("news", Some(&first)).await;
+    let waited = kicked_at.elapsed();
+    // `retry: 2000` against a backoff of 20 ms; the kick ended the stream a little before it
+    // was answered, hence the margin.
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "connected again after {waited:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_resume_point_the_gateway_cannot_resume_from_is_surfaced_as_a_reset() {
     let gw = Gateway::start("");
     for (from, reason) in [("1-1", "unknown_id"), ("not-an-id", "malformed_id")] {
-        let mut reader = Reader::spawn(client(&gw, "news").last_event_id(from).stream().unwrap());
+        let channel = format!("news.{reason}");
+        let stream = client(&gw, &channel).last_event_id(from).stream().unwrap();
+        let mut reader = Reader::spawn(stream);
         let reset = match reader.next().await {
             Some((Ok(Message::Reset(reset)), _)) => reset,
             other => panic!("expected a reset, got {other:?}"),
@@ -70,11 +89,15 @@ async fn a_resume_point_the_gateway_cannot_resume_from_is_surfaced_as_a_reset() 
 
         // The reset's id is the new resume point: after a kick the client resumes from it,
         // gets what it missed meanwhile, and no second reset.
-        let kicked = gw.the_client_except(None).await;
+        let kicked = gw.the_stream_on(&channel, None).await;
         gw.kick(&kicked).await;
-        let missed = gw.publish_ok("news", "note", "while away").await;
-        let event = reader.event().await;
-        assert_eq!((event.id, event.data.as_str()), (missed, "while away"));
+        let missed = gw.publish_ok(&channel, "note", "while away").await;
+        let (item, connections) = reader.next().await.expect("an item");
+        assert!(
+            matches!(item, Ok(Message::Event(e)) if e.id == missed),
+            "resumed from the reset"
+        );
+        assert_eq!(connections, 2);
     }
 }
 
@@ -107,7 +130,7 @@ async fn token_expiry_is_refreshed(tickets: bool) {
         .stream()
         .unwrap();
     let mut reader = Reader::spawn(stream);
-    gw.the_client_except(None).await;
+    gw.the_stream_on("secret.alice", None).await;
     gw.publish_ok("secret.alice", "note", "before").await;
     assert_eq!(reader.event().await.data, "before");
 
@@ -143,7 +166,7 @@ async fn token_expiry_without_a_refresh_ends_the_stream_with_token_expired() {
         .stream()
         .unwrap();
     let mut reader = Reader::spawn(stream);
-    gw.the_client_except(None).await;
+    gw.the_stream_on("secret.alice", None).await;
     gw.publish_ok("secret.alice", "note", "before").await;
     assert_eq!(reader.event().await.data, "before");
     let error = reader.final_error().await;
@@ -162,7 +185,7 @@ async fn tickets_are_fresh_for_every_connection_and_the_credential_stays_off_the
         .stream()
         .unwrap();
     let mut reader = Reader::spawn(stream);
-    let first = gw.the_client_except(None).await;
+    let first = gw.the_stream_on("secret.alice", None).await;
     let seen = gw.publish_ok("secret.alice", "note", "one").await;
     assert_eq!(reader.event().await.id, seen);
     gw.kick(&first).await;
@@ -225,7 +248,7 @@ async fn refusals_another_try_cannot_mend_end_the_stream_with_the_gateways_error
 async fn rights_revoked_by_a_reload_end_the_stream_with_access_revoked() {
     let gw = Gateway::start("");
     let mut reader = Reader::spawn(client(&gw, "news").stream().unwrap());
-    gw.the_client_except(None).await;
+    gw.the_stream_on("news", None).await;
     gw.publish_ok("news", "note", "one").await;
     assert_eq!(reader.event().await.data, "one");
 
@@ -240,8 +263,8 @@ async fn rights_revoked_by_a_reload_end_the_stream_with_access_revoked() {
     );
 }
 
-/// A gateway that takes one stream, and the open stream that takes that place: further
-/// streams get 503 `at_capacity` with `Retry-After: 5` until it is dropped.
+/// A gateway that takes one stream, and the open stream that takes that place: further streams
+/// get 503 `at_capacity` with `Retry-After: 5` until it is dropped.
 async fn gateway_at_capacity() -> (Gateway, reqwest::Response) {
     let gw = Gateway::start("limits:\n  max_connections: 1\n");
     let occupant = http()
@@ -250,6 +273,7 @@ async fn gateway_at_capacity() -> (Gateway, reqwest::Response) {
         .await
         .expect("occupant");
     assert_eq!(occupant.status(), 200);
+    gw.the_stream_on("hold", None).await;
     (gw, occupant)
 }
 
@@ -271,7 +295,7 @@ async fn a_503_with_retry_after_is_waited_out_before_connecting_again() {
     }
     let refused_at = Instant::now();
     drop(occupant);
-    gw.the_client_except(None).await;
+    gw.the_stream_on("news", None).await;
     let waited = refused_at.elapsed();
     // `Retry-After: 5`, against a backoff of 20 ms; the refusal was seen a little after it
     // happened, hence the margin.
@@ -307,7 +331,7 @@ async fn max_attempts_gives_up_with_the_last_failure() {
 async fn binary_events_round_trip_all_256_byte_values() {
     let gw = Gateway::start("");
     let mut reader = Reader::spawn(client(&gw, "files").stream().unwrap());
-    gw.the_client_except(None).await;
+    gw.the_stream_on("files", None).await;
     let bytes: Vec<u8> = (0..=255).collect();
     let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
     let (status, body) = gw
@@ -333,8 +357,8 @@ async fn a_silent_connection_is_replaced_and_heartbeats_keep_one_alive() {
             .stream()
             .unwrap(),
     );
-    let first = silent.the_client_except(None).await;
-    silent.the_client_except(Some(&first)).await;
+    let first = silent.the_stream_on("news", None).await;
+    silent.the_stream_on("news", Some(&first)).await;
     let id = silent.publish_ok("news", "note", "still there").await;
     let (item, connections) = replaced.next().await.expect("an item");
     assert!(matches!(item, Ok(Message::Event(e)) if e.id == id));
@@ -349,9 +373,9 @@ async fn a_silent_connection_is_replaced_and_heartbeats_keep_one_alive() {
             .stream()
             .unwrap(),
     );
-    let only = lively.the_client_except(None).await;
+    let only = lively.the_stream_on("news", None).await;
     tokio::time::sleep(3 * idle_timeout).await;
-    assert_eq!(lively.client_ids().await, [only]);
+    assert_eq!(lively.stream_ids("news").await, [only]);
     let id = lively.publish_ok("news", "note", "same connection").await;
     let (item, connections) = kept.next().await.expect("an item");
     assert!(matches!(item, Ok(Message::Event(e)) if e.id == id));

@@ -183,25 +183,33 @@ impl Gateway {
         reply.json().await.expect("json")
     }
 
-    /// The ids of the open streams.
-    pub async fn client_ids(&self) -> Vec<String> {
+    /// The ids of the open streams on `channel`.
+    pub async fn stream_ids(&self, channel: &str) -> Vec<String> {
         let clients = self.admin_get("/clients").await;
         let list = clients["clients"].as_array().cloned().unwrap_or_default();
         list.iter()
+            .filter(|c| {
+                c["channels"]
+                    .as_array()
+                    .is_some_and(|cs| cs.contains(&json!(channel)))
+            })
             .filter_map(|c| c["id"].as_str().map(str::to_owned))
             .collect()
     }
 
-    /// Waits for exactly one open stream whose id is not `except`; returns its id.
-    pub async fn the_client_except(&self, except: Option<&str>) -> String {
+    /// Waits until `channel` has exactly one open stream and it is not `except`; returns its id.
+    pub async fn the_stream_on(&self, channel: &str, except: Option<&str>) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let [id] = self.client_ids().await.as_slice() {
+            if let [id] = self.stream_ids(channel).await.as_slice() {
                 if Some(id.as_str()) != except {
                     return id.clone();
                 }
             }
-            assert!(Instant::now() < deadline, "no new stream appeared");
+            assert!(
+                Instant::now() < deadline,
+                "no new stream on {channel} appeared"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
