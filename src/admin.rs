@@ -7,10 +7,10 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::broker::SharedBroker;
+use crate::drain::Drain;
 use crate::hub::{ClientInfo, CloseReason, Hub};
 use crate::metrics;
 use crate::reply::ApiError;
-use crate::shutdown::Drain;
 use crate::snapshot::Snapshots;
 use crate::source::{SourceStats, Sources};
 

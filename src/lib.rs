@@ -13,14 +13,15 @@
 //! force and what derives from it, swapped whole) and [`reload`] (the file watcher and SIGHUP),
 //! [`front`] (the pingora HTTP front that routes every endpoint to its handler group), [`auth`],
 //! [`limits`], [`cors`], [`admin`] (`/stats`, `/clients`), [`static_files`] (the UI),
-//! [`metrics`], [`reply`] (the JSON error shape) and [`shutdown`] (signals: drain, hand-over,
-//! reload). [`server`] wires them into one pingora server; it alone sees every part.
+//! [`metrics`], [`reply`] (the JSON error shape), [`drain`] (the shutdown flag every part reads)
+//! and [`shutdown`] (signals: drain, hand-over, reload). [`server`] wires them into one pingora server; it alone sees every part.
 
 pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod cors;
+pub mod drain;
 pub mod front;
 pub mod hub;
 pub mod limits;

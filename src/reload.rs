@@ -152,8 +152,7 @@ impl Reloader {
         };
         let config = next.config.clone();
         let generation = next.generation;
-        self.hub
-            .set_history_rules(crate::server::history_rules(&config));
+        self.hub.set_history_rules(next.history.clone());
         self.limits.reconfigure(&config.limits);
         self.snapshots.store(next);
         let revoked = revoke(&self.hub, &config);

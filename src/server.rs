@@ -18,13 +18,14 @@ use crate::admin::{self, NodeView};
 use crate::auth::TicketStore;
 use crate::broker::{redis, MemoryBroker, RedisBroker, SharedBroker};
 use crate::config::{BrokerConfig, Config};
-use crate::front::Front;
-use crate::hub::{HistoryRules, Hub};
+use crate::drain::Drain;
+use crate::front::{Front, Gateway};
+use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics;
 use crate::reload::{ReloadTrigger, Reloader};
-use crate::shutdown::{Drain, SignalWatch};
-use crate::snapshot::{Snapshot, Snapshots};
+use crate::shutdown::SignalWatch;
+use crate::snapshot::{self, Snapshot, Snapshots};
 use crate::source::{SourceContext, SourceService, Sources};
 use crate::stream::StreamContext;
 
@@ -77,7 +78,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
     metrics::init();
     let listen = resolve_listen(config.listen)?;
     let node_id = node_id();
-    let rules = history_rules(&config);
+    let rules = snapshot::history_rules(Arc::new(config.clone()));
     let (hub, broker, replicator, tickets): (_, SharedBroker, _, _) = match &config.broker {
         BrokerConfig::Memory => {
             // The node's start: ids of an earlier run of this node are never reused.
@@ -120,7 +121,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
         sources: sources.clone(),
         snapshots: snapshots.clone(),
     };
-    let front = Front {
+    let gateway = Gateway {
         snapshots: snapshots.clone(),
         broker: broker.clone(),
         limits: limits.clone(),
@@ -172,7 +173,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
     remember_pid(&upgrade_sock);
     let phases = server.watch_execution_phase();
 
-    let mut http = Service::new("gateway".to_string(), front);
+    let mut http = Service::new("gateway".to_string(), Front { gateway });
     http.add_listener(
         ListenerConfig::tcp(listen.to_string())
             .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
@@ -214,12 +215,6 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
         signals,
         upgrade_sock,
     })
-}
-
-/// The history limits of each channel under `config`, for the hub.
-pub(crate) fn history_rules(config: &Config) -> HistoryRules {
-    let config = config.clone();
-    Arc::new(move |channel: &str| config.history_for(channel))
 }
 
 /// Where a running gateway and its replacement hand the listening sockets over when none is

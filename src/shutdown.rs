@@ -15,7 +15,6 @@
 //! pingora stops its listener, drains exactly as on SIGTERM while pingora waits out the grace
 //! period.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,42 +22,12 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast;
 
+use crate::drain::Drain;
 use crate::hub::Hub;
-use crate::metrics;
 use crate::reload::{Cause, ReloadTrigger};
 use crate::snapshot::Snapshots;
-
-/// The drain state shared by the signal watch, the readiness probe and every stream.
-#[derive(Default)]
-pub struct Drain {
-    started: AtomicBool,
-    notify: Notify,
-}
-
-impl Drain {
-    pub fn is_draining(&self) -> bool {
-        self.started.load(Ordering::Acquire)
-    }
-
-    /// Starts the drain (idempotent).
-    pub fn start(&self) {
-        if !self.started.swap(true, Ordering::AcqRel) {
-            metrics::DRAINING.set(1);
-            self.notify.notify_waiters();
-        }
-    }
-
-    /// Resolves when the drain starts (at once if it already has).
-    pub async fn started(&self) {
-        let notified = self.notify.notified();
-        if self.is_draining() {
-            return;
-        }
-        notified.await;
-    }
-}
 
 /// pingora's execution phases, to learn when a socket hand-over is done.
 pub struct Phases(Mutex<Option<broadcast::Receiver<ExecutionPhase>>>);

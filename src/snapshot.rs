@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::{Authenticator, TicketStore};
 use crate::config::Config;
+use crate::hub::HistoryRules;
 use crate::stream::StreamSettings;
 
 /// One generation of the configuration and what is derived from it.
@@ -22,6 +23,8 @@ pub struct Snapshot {
     pub auth: Authenticator,
     /// The settings new streams start with.
     pub stream: StreamSettings,
+    /// Each channel's history limits, for the hub.
+    pub history: HistoryRules,
 }
 
 impl Snapshot {
@@ -34,14 +37,21 @@ impl Snapshot {
         generation: u64,
     ) -> Result<Snapshot, String> {
         let auth = Authenticator::new(&config.auth, tickets)?;
+        let config = Arc::new(config);
         Ok(Snapshot {
             generation,
             loaded_at: SystemTime::now(),
             stream: StreamSettings::from_config(&config),
-            config: Arc::new(config),
+            history: history_rules(config.clone()),
+            config,
             auth,
         })
     }
+}
+
+/// Each channel's history limits under `config`, for the hub.
+pub fn history_rules(config: Arc<Config>) -> HistoryRules {
+    Arc::new(move |channel: &str| config.history_for(channel))
 }
 
 /// The snapshot in force (the one store readers load from).

@@ -5,7 +5,13 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::subscriber::new_histogram;
+/// Highest latency recorded exactly, in µs (one hour); higher values are clamped to it.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// A histogram of microseconds, 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant, valid histogram bounds")
+}
 
 /// A histogram as `(value, count)` pairs of its non-empty buckets: how child processes hand
 /// theirs to the parent. Plain JSON, and re-recording each bucket's value lands it in the same

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::http::{read_head, BodyDecoder, BodyKind};
 use crate::payload::{parse_data, unix_nanos};
-use crate::report::HistData;
+use crate::report::{new_histogram, HistData};
 use crate::target::Target;
 
 /// A stream that has not opened (connected, answered 200, sent its first body byte) by then
@@ -33,19 +33,12 @@ pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUF_BYTES: usize = 16 * 1024;
 /// Latency histograms are sharded so that streams on different threads rarely share a lock.
 const LATENCY_SHARDS: usize = 16;
-/// Highest latency recorded exactly, in µs (one hour); higher values are clamped to it.
-const MAX_MICROS: u64 = 3_600_000_000;
 /// How often [`Pool`] checks its counters while waiting.
 const POLL: Duration = Duration::from_millis(5);
 
 thread_local! {
     /// The read buffer of every stream task on this thread: see the module doc.
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF_BYTES]);
-}
-
-/// A histogram of microseconds, 3 significant figures.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant, valid histogram bounds")
 }
 
 /// What a set of streams saw; crosses process boundaries as JSON in multi-process runs.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 
-use super::Front;
+use super::Gateway;
 use crate::admin;
 use crate::auth::{self, Endpoint};
 use crate::reply::{self, ApiError, CommonHeaders};
@@ -18,7 +18,7 @@ fn require_admin(snapshot: &Snapshot, session: &ServerSession) -> Result<(), Api
 
 /// `GET /stats` (`?scope=cluster` for every node).
 pub(super) async fn stats(
-    front: &Front,
+    front: &Gateway,
     snapshot: &Snapshot,
     session: &mut ServerSession,
     common: &CommonHeaders,
@@ -34,7 +34,7 @@ pub(super) async fn stats(
 
 /// `GET /clients` (paged; `?scope=cluster` for every node's first streams).
 pub(super) async fn clients(
-    front: &Front,
+    front: &Gateway,
     snapshot: &Snapshot,
     session: &mut ServerSession,
     common: &CommonHeaders,
@@ -51,7 +51,7 @@ pub(super) async fn clients(
 
 /// `DELETE /clients/{id}`: `204` once the stream is told to end.
 pub(super) async fn disconnect(
-    front: &Front,
+    front: &Gateway,
     snapshot: &Snapshot,
     session: &mut ServerSession,
     common: &CommonHeaders,

@@ -3,7 +3,7 @@
 use pingora::protocols::http::ServerSession;
 
 use super::request::client_ip;
-use super::Front;
+use super::Gateway;
 use crate::auth::{self, Action};
 use crate::reply::{ApiError, CommonHeaders};
 use crate::snapshot::Snapshot;
@@ -13,7 +13,7 @@ use crate::stream::{Admitted, StreamRequest};
 /// the limits have room (the permit holds its place). A ticket is spent last, once nothing else
 /// can refuse the stream: a refused request leaves it usable.
 pub(super) async fn admit(
-    front: &Front,
+    front: &Gateway,
     snapshot: &Snapshot,
     session: &ServerSession,
     query: Option<&str>,

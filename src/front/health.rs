@@ -3,7 +3,7 @@
 
 use pingora::protocols::http::ServerSession;
 
-use super::Front;
+use super::Gateway;
 use crate::metrics;
 use crate::reply::{self, ApiError, CommonHeaders};
 
@@ -17,7 +17,7 @@ pub(super) async fn live(
 
 /// 503 while draining or while the broker is unreachable (a Redis node not connected yet).
 pub(super) async fn ready(
-    front: &Front,
+    front: &Gateway,
     session: &mut ServerSession,
     common: &CommonHeaders,
 ) -> Result<pingora::Result<()>, ApiError> {

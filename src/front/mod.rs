@@ -3,8 +3,8 @@
 //! of their own (see [`crate::stream::open`]).
 //!
 //! # Layout
-//! - this module: [`Front`], what the handlers share, and the connection's life (head timeout,
-//!   keep-alive, hand-off);
+//! - this module: [`Front`], the connection's life (head timeout, keep-alive, hand-off);
+//! - `gateway`: [`Gateway`], what the handlers share;
 //! - `router`: which handler answers a request; the CORS check and the size limits before it;
 //! - one file per handler group: `events` (`GET /events` admission), `publish`
 //!   (`POST /broadcast`), `tickets` (`POST /tickets`), `admin` (`/stats`, `/clients`),
@@ -13,6 +13,7 @@
 
 mod admin;
 mod events;
+mod gateway;
 mod health;
 mod publish;
 mod request;
@@ -26,29 +27,17 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
+pub use gateway::Gateway;
 pub use request::client_ip;
 
-use crate::admin::NodeView;
-use crate::broker::SharedBroker;
-use crate::limits::Limits;
 use crate::metrics;
-use crate::shutdown::Drain;
-use crate::snapshot::Snapshots;
-use crate::stream::{self, StreamContext};
+use crate::stream;
 
 /// The gateway's HTTP application: answers every endpoint itself. pingora's `ServeHttp` would
 /// buffer whole responses, and its proxy path keeps a large per-request future alive for as long
 /// as a stream lasts; this app hands streams off instead (see [`stream::open`]).
 pub struct Front {
-    /// The config in force and what derives from it; loaded once per request.
-    pub snapshots: Arc<Snapshots>,
-    pub broker: SharedBroker,
-    pub limits: Arc<Limits>,
-    pub drain: Arc<Drain>,
-    /// What streams are opened with.
-    pub streams: StreamContext,
-    /// What the operator endpoints read.
-    pub node: NodeView,
+    pub gateway: Gateway,
 }
 
 /// How long an idle keep-alive connection may wait for its next request.
@@ -63,7 +52,8 @@ impl HttpServerApp for Front {
     ) -> Option<ReusedHttpStream> {
         // The whole request head must arrive within `header_read_timeout`: pingora's own read
         // timeout restarts with every byte, which a slowloris client exploits.
-        let header_timeout = self.snapshots.load().config.limits.header_read_timeout;
+        let gateway = &self.gateway;
+        let header_timeout = gateway.snapshots.load().config.limits.header_read_timeout;
         match tokio::time::timeout(header_timeout, session.read_request()).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return None,
@@ -89,7 +79,7 @@ impl HttpServerApp for Front {
         } else {
             Some(KEEPALIVE_SECONDS)
         });
-        match router::handle(self, &mut session).await {
+        match router::handle(gateway, &mut session).await {
             None => {
                 let settings = HttpPersistentSettings::for_session(&session);
                 match session.finish().await {
@@ -100,7 +90,7 @@ impl HttpServerApp for Front {
                 }
             }
             Some(admitted) => {
-                stream::open(session, &self.streams, *admitted).await;
+                stream::open(session, &gateway.streams, *admitted).await;
                 None
             }
         }

@@ -3,7 +3,7 @@
 use pingora::protocols::http::ServerSession;
 
 use super::request::client_ip;
-use super::Front;
+use super::Gateway;
 use crate::auth::{self, Action, Endpoint};
 use crate::publish::{self, Accepted};
 use crate::reply::ApiError;
@@ -12,7 +12,7 @@ use crate::snapshot::Snapshot;
 /// Publishes the request's event: the credential's rate, the body (JSON, size, fields), every
 /// channel's publish right, then the broker. A refusal changes nothing.
 pub(super) async fn publish(
-    front: &Front,
+    front: &Gateway,
     snapshot: &Snapshot,
     session: &mut ServerSession,
 ) -> Result<Accepted, ApiError> {

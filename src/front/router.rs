@@ -7,7 +7,7 @@ use http::Method;
 use pingora::protocols::http::ServerSession;
 
 use super::request::{allow, refused, size};
-use super::{admin, events, health, publish, tickets, Front};
+use super::{admin, events, health, publish, tickets, Gateway};
 use crate::cors;
 use crate::reply::{self, ApiError, CommonHeaders};
 use crate::snapshot::Snapshot;
@@ -16,7 +16,7 @@ use crate::stream::Admitted;
 
 /// Answers the request; or, when it opens a stream that passed every check, returns it for the
 /// caller to hand the connection off.
-pub(super) async fn handle(front: &Front, session: &mut ServerSession) -> Option<Box<Admitted>> {
+pub(super) async fn handle(front: &Gateway, session: &mut ServerSession) -> Option<Box<Admitted>> {
     let snapshot = front.snapshots.load();
     let req = session.req_header();
     let origin = req.headers.get(http::header::ORIGIN).map(|v| v.as_bytes());
@@ -45,7 +45,7 @@ pub(super) async fn handle(front: &Front, session: &mut ServerSession) -> Option
 
 /// Answers the request (`Ok(None)`), or returns the stream it asks for.
 async fn route(
-    front: &Front,
+    front: &Gateway,
     snapshot: &Snapshot,
     session: &mut ServerSession,
     common: &CommonHeaders,

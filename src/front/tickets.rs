@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 
-use super::Front;
+use super::Gateway;
 use crate::auth::{self, Endpoint};
 use crate::reply::{self, ApiError, CommonHeaders};
 use crate::snapshot::Snapshot;
@@ -11,7 +11,7 @@ use crate::snapshot::Snapshot;
 /// Issues a ticket for the credential of the headers or cookie (never a query token or another
 /// ticket), within the credential's ticket rate, and writes it (`201`).
 pub(super) async fn issue(
-    front: &Front,
+    front: &Gateway,
     snapshot: &Snapshot,
     session: &mut ServerSession,
     common: &CommonHeaders,

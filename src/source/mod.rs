@@ -34,8 +34,8 @@ pub use status::{Phase, SourceStats, SourceStatus};
 
 use crate::broker::SharedBroker;
 use crate::config::{Config, SourceConfig};
+use crate::drain::Drain;
 use crate::hub::Hub;
-use crate::shutdown::Drain;
 use relay::Relay;
 
 /// What a relay uses: the hub (to see its audience), the broker (to publish, and to lead the

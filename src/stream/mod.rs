@@ -23,11 +23,11 @@ pub use request::StreamRequest;
 
 use crate::auth::Principal;
 use crate::config::{Config, HeartbeatKind};
+use crate::drain::Drain;
 use crate::hub::{Hub, SubscribeRequest, Subscription};
 use crate::limits::StreamPermit;
 use crate::metrics;
 use crate::reply::CommonHeaders;
-use crate::shutdown::Drain;
 
 /// How long a write may take when `sse.idle_timeout` is not set: a client whose socket accepts
 /// nothing for this long is gone or hopelessly slow.

@@ -15,9 +15,9 @@ use tokio::time::{sleep_until, Instant};
 
 use super::StreamSettings;
 use crate::config::HeartbeatKind;
+use crate::drain::Drain;
 use crate::hub::{CloseReason, Event, EventId, Subscription};
 use crate::metrics;
-use crate::shutdown::Drain;
 use crate::sse;
 
 /// Most events written in one chunk: bounds a chunk's size while a fast channel is catching up.

@@ -1,0 +1,23 @@
+//! What the handlers share: the config in force and the parts a request may use.
+
+use std::sync::Arc;
+
+use crate::admin::NodeView;
+use crate::broker::SharedBroker;
+use crate::drain::Drain;
+use crate::limits::Limits;
+use crate::snapshot::Snapshots;
+use crate::stream::StreamContext;
+
+/// The parts of the node a request may use (built by the wiring).
+pub struct Gateway {
+    /// The config in force and what derives from it; loaded once per request.
+    pub snapshots: Arc<Snapshots>,
+    pub broker: SharedBroker,
+    pub limits: Arc<Limits>,
+    pub drain: Arc<Drain>,
+    /// What streams are opened with.
+    pub streams: StreamContext,
+    /// What the operator endpoints read.
+    pub node: NodeView,
+}
