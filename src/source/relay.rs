@@ -231,7 +231,15 @@ impl Relay {
         // (kept in the status, which outlives a relay restarted by a reload).
         let resume = match self.ctx.broker.source_resume_id(&self.cfg.name).await {
             Ok(Some(id)) => id,
-            _ => self.status.last_event_id(),
+            Ok(None) => self.status.last_event_id(),
+            // Starting without the cluster's resume point could skip what the last leader
+            // read and did not publish: wait for the broker instead.
+            Err(e) => {
+                return Ended::Failed(Failure {
+                    fault: Fault::Publish,
+                    detail: format!("where the source resumes is not known yet: {e}"),
+                })
+            }
         };
         let mut stream = match upstream::open(
             &self.connector,
