@@ -10,6 +10,7 @@ use crate::broker::SharedBroker;
 use crate::drain::Drain;
 use crate::hub::{ClientInfo, CloseReason, Hub};
 use crate::metrics;
+use crate::proxy::{PoolStats, Pools};
 use crate::reply::ApiError;
 use crate::snapshot::Snapshots;
 use crate::source::{SourceStats, Sources};
@@ -26,6 +27,7 @@ pub struct NodeView {
     pub drain: Arc<Drain>,
     pub sources: Arc<Sources>,
     pub snapshots: Arc<Snapshots>,
+    pub pools: Arc<Pools>,
 }
 
 /// `GET /stats`.
@@ -38,6 +40,9 @@ pub struct Stats {
     pub events: EventStats,
     /// One entry per configured source, in config order.
     pub sources: Vec<SourceStats>,
+    /// One entry per upstream pool, by name: each server's health, ejection and requests in
+    /// flight.
+    pub upstreams: Vec<PoolStats>,
     pub config: ConfigStats,
 }
 
@@ -117,6 +122,7 @@ pub fn stats(app: &NodeView) -> Stats {
             .iter()
             .map(|s| s.snapshot())
             .collect(),
+        upstreams: app.pools.stats(),
         config: ConfigStats {
             generation: snapshot.generation,
             loaded_at: unix_seconds(snapshot.loaded_at),

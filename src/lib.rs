@@ -7,7 +7,8 @@
 //! - [`broker`]: sequences events (in memory, or cluster-wide) and hands them to the hub;
 //! - [`hub`]: channels, history, resume and fan-out to the streams' queues;
 //! - [`stream`]: one client's SSE loop: replay, live events, heartbeats, lifetime, drain;
-//! - [`sse`]: the wire format, encoded once per event.
+//! - [`sse`]: the wire format, encoded once per event;
+//! - [`proxy`]: the other half of the front: routes to upstream pools (balancing, health).
 //!
 //! Beside them: [`config`] (the YAML file and its checked form), [`snapshot`] (the config in
 //! force and what derives from it, swapped whole) and [`reload`] (the file watcher and SIGHUP),
@@ -26,6 +27,7 @@ pub mod front;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 pub mod publish;
 pub mod reload;
 pub mod reply;

@@ -273,12 +273,12 @@ impl Limits {
     pub fn prune(&self) {
         let settings = self.settings.load();
         if let Some(rate) = &settings.connect_rate {
-            rate.limiter.retain_recent();
+            rate.prune();
         }
         if let Some(rate) = &settings.publish_rate {
-            rate.limiter.retain_recent();
+            rate.prune();
         }
-        settings.ticket_rate.limiter.retain_recent();
+        settings.ticket_rate.prune();
     }
 }
 
@@ -330,14 +330,14 @@ fn rate_limited(limit: &'static str, message: &str, wait: Duration) -> ApiError 
 }
 
 /// A token bucket per key.
-struct KeyedRate<K: Hash + Eq + Clone> {
+pub struct KeyedRate<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     /// The configured rate, for the cluster-wide bucket.
     rate: RateLimit,
 }
 
 impl<K: Hash + Eq + Clone> KeyedRate<K> {
-    fn new(rate: RateLimit) -> KeyedRate<K> {
+    pub fn new(rate: RateLimit) -> KeyedRate<K> {
         // The config checked both are at least 1.
         let per_second = NonZeroU32::new(rate.per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(rate.burst).unwrap_or(per_second);
@@ -347,11 +347,20 @@ impl<K: Hash + Eq + Clone> KeyedRate<K> {
         }
     }
 
-    fn check(&self, key: &K, limit: &'static str, message: &str) -> Result<(), ApiError> {
+    /// Takes a token of `key`: 429 `rate_limited` with `Retry-After` when there is none (counted
+    /// as a rejection by `limit`).
+    pub fn check(&self, key: &K, limit: &'static str, message: &str) -> Result<(), ApiError> {
         self.limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             rate_limited(limit, message, wait)
         })
+    }
+}
+
+impl<K: Hash + Eq + Clone> KeyedRate<K> {
+    /// Forgets keys whose bucket is full again.
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
     }
 }
 

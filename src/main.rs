@@ -81,7 +81,15 @@ fn load(cli: &Cli) -> Result<Config, config::ConfigErrors> {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // pingora's proxy quotes whole request heads at debug and trace level, credentials in
+        // `Authorization`, cookies and URLs included: it never logs below info.
+        .add_directive(
+            "pingora_proxy=info"
+                .parse()
+                .expect("a constant, valid directive"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -7,9 +7,9 @@
 use std::sync::LazyLock;
 
 use pingora_prometheus::prometheus::{
-    self, register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Encoder, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    TextEncoder,
+    self, register_histogram, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Encoder, Histogram,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 
 macro_rules! metric {
@@ -73,6 +73,26 @@ metric!(LIMIT_REJECTIONS: IntCounterVec = register_int_counter_vec!(
      ticket_rate, header_timeout, header_size, uri_size",
     &["limit"]));
 
+// Per upstream server: the label values are the servers of `upstreams:`, a set the operator
+// bounds.
+metric!(UPSTREAM_REQUESTS: IntCounterVec = register_int_counter_vec!(
+    "sse_gateway_upstream_requests_total",
+    "Proxied requests by upstream pool, server and outcome: 1xx..5xx (the server's status class) \
+     or error (no answer: connect failure, timeout, broken connection)",
+    &["upstream", "server", "class"]));
+metric!(UPSTREAM_HEALTHY: IntGaugeVec = register_int_gauge_vec!(
+    "sse_gateway_upstream_healthy",
+    "1 while the server passes its pool's active health check (always 1 without checks)",
+    &["upstream", "server"]));
+metric!(UPSTREAM_LATENCY: HistogramVec = register_histogram_vec!(
+    "sse_gateway_upstream_response_seconds",
+    "Time from choosing a server to the end of the proxied response, by upstream pool",
+    &["upstream"],
+    vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]));
+
+/// The `class` values of `sse_gateway_upstream_requests_total`.
+pub const UPSTREAM_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
 metric!(CONFIG_RELOADS: IntCounterVec = register_int_counter_vec!(
     "sse_gateway_config_reloads_total",
     "Configuration reloads by result: ok (applied) or error (refused; the old config stays)",
@@ -125,6 +145,9 @@ pub fn init() {
         CONFIG_RELOADS.with_label_values(&[result]);
     }
     LazyLock::force(&CONFIG_GENERATION);
+    LazyLock::force(&UPSTREAM_REQUESTS);
+    LazyLock::force(&UPSTREAM_HEALTHY);
+    LazyLock::force(&UPSTREAM_LATENCY);
     LazyLock::force(&SLOW_CONSUMERS);
     LazyLock::force(&EVENTS_PUBLISHED);
     LazyLock::force(&EVENTS_DELIVERED);
@@ -149,6 +172,7 @@ pub fn init() {
         "header_timeout",
         "header_size",
         "uri_size",
+        "route_rate",
     ] {
         LIMIT_REJECTIONS.with_label_values(&[limit]);
     }

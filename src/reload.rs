@@ -27,6 +27,7 @@ use crate::config::{self, Config};
 use crate::hub::{ClientHandle, CloseReason, Hub};
 use crate::limits::Limits;
 use crate::metrics;
+use crate::proxy::{self, Pools};
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::source::Sources;
 
@@ -80,6 +81,8 @@ pub struct Reloader {
     pub hub: Arc<Hub>,
     pub limits: Arc<Limits>,
     pub sources: Arc<Sources>,
+    /// The upstream pools: unchanged ones are kept, with their health.
+    pub pools: Arc<Pools>,
     pub requests: ReloadRequests,
     pub trigger: ReloadTrigger,
     /// The config file's bytes, read just before the config in force was loaded from it;
@@ -146,10 +149,15 @@ impl Reloader {
             Err(e) => return refused(path, cause, &e.to_string()),
         };
         let config = keep_restart_only(&current.config, config);
-        let next = match Snapshot::build(config, self.tickets.clone(), current.generation + 1) {
-            Ok(next) => next,
+        let routes = match proxy::route_table(&config, &self.pools, Some(&current.routes)) {
+            Ok(routes) => routes,
             Err(e) => return refused(path, cause, &e),
         };
+        let next =
+            match Snapshot::build(config, self.tickets.clone(), routes, current.generation + 1) {
+                Ok(next) => next,
+                Err(e) => return refused(path, cause, &e),
+            };
         let config = next.config.clone();
         let generation = next.generation;
         self.hub.set_history_rules(next.history.clone());

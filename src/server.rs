@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
@@ -19,10 +20,11 @@ use crate::auth::TicketStore;
 use crate::broker::{redis, MemoryBroker, RedisBroker, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::drain::Drain;
-use crate::front::{Front, Gateway};
+use crate::front::{Front, FrontApp, Gateway};
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics;
+use crate::proxy::{self, Pools};
 use crate::reload::{ReloadTrigger, Reloader};
 use crate::shutdown::SignalWatch;
 use crate::snapshot::{self, Snapshot, Snapshots};
@@ -103,12 +105,15 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
     // Shared brokers hold the limits across nodes.
     let limits = Limits::new(&config.limits, replicator.is_some().then(|| broker.clone()));
     let drain = Arc::new(Drain::default());
+    let pools = Arc::new(Pools::default());
     let sources = Sources::new(SourceContext {
         hub: hub.clone(),
         broker: broker.clone(),
         drain: drain.clone(),
+        pools: pools.clone(),
     });
-    let first = Snapshot::build(config, tickets.clone(), 1)?;
+    let routes = proxy::route_table(&config, &pools, None)?;
+    let first = Snapshot::build(config, tickets.clone(), routes, 1)?;
     let config = first.config.clone();
     let snapshots = Snapshots::new(first);
     metrics::CONFIG_GENERATION.set(1);
@@ -120,6 +125,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
         drain: drain.clone(),
         sources: sources.clone(),
         snapshots: snapshots.clone(),
+        pools: pools.clone(),
     };
     let gateway = Gateway {
         snapshots: snapshots.clone(),
@@ -139,6 +145,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
         hub: hub.clone(),
         limits: limits.clone(),
         sources: sources.clone(),
+        pools: pools.clone(),
         requests: reload_requests.into(),
         trigger: reload.clone(),
         read_from: read_from.into(),
@@ -173,7 +180,14 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
     remember_pid(&upgrade_sock);
     let phases = server.watch_execution_phase();
 
-    let mut http = Service::new("gateway".to_string(), Front { gateway });
+    let mut options = HttpServerOptions::default();
+    options.h2c = false;
+    let front = FrontApp::new(
+        pingora::proxy::http_proxy(&server.configuration, Front { gateway }),
+        snapshots.clone(),
+        options,
+    );
+    let mut http = Service::new("gateway".to_string(), front);
     http.add_listener(
         ListenerConfig::tcp(listen.to_string())
             .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
@@ -194,6 +208,10 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
         },
     ));
     server.add_service(background_service("config reloader", reloader));
+    server.add_service(background_service(
+        "upstream health checks",
+        HealthChecks { pools },
+    ));
     server.add_service(background_service(
         "janitor",
         Janitor {
@@ -348,6 +366,20 @@ impl BackgroundService for Reporter {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Runs the active health checks of the upstream pools (those of the first config, and those
+/// reloads build) on this service's runtime.
+struct HealthChecks {
+    pools: Arc<Pools>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.pools.start(tokio::runtime::Handle::current());
+        let _ = shutdown.changed().await;
     }
 }
 

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::auth::{Authenticator, TicketStore};
 use crate::config::Config;
 use crate::hub::HistoryRules;
+use crate::proxy::RouteTable;
 use crate::stream::StreamSettings;
 
 /// One generation of the configuration and what is derived from it.
@@ -25,15 +26,19 @@ pub struct Snapshot {
     pub stream: StreamSettings,
     /// Each channel's history limits, for the hub.
     pub history: HistoryRules,
+    /// Where `routes:` send requests (over the pools, which live outside snapshots).
+    pub routes: Arc<RouteTable>,
 }
 
 impl Snapshot {
     /// Derives everything from `config`. `tickets` outlives every snapshot: tickets issued
-    /// under one generation are redeemed under the next. Fails only for a JWT key that cannot
-    /// be used, which config validation reports first.
+    /// under one generation are redeemed under the next. `routes` is built first (see
+    /// [`crate::proxy::route_table`]): the pools it holds outlive snapshots. Fails only for a
+    /// JWT key that cannot be used, which config validation reports first.
     pub fn build(
         config: Config,
         tickets: Arc<TicketStore>,
+        routes: Arc<RouteTable>,
         generation: u64,
     ) -> Result<Snapshot, String> {
         let auth = Authenticator::new(&config.auth, tickets)?;
@@ -43,6 +48,7 @@ impl Snapshot {
             loaded_at: SystemTime::now(),
             stream: StreamSettings::from_config(&config),
             history: history_rules(config.clone()),
+            routes,
             config,
             auth,
         })

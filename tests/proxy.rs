@@ -47,7 +47,7 @@ fn head_of(response: &str) -> (u16, Vec<(String, String)>) {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn routes_match_by_prefix_and_host_in_file_order_and_unmatched_paths_are_404() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -87,7 +87,7 @@ upstreams:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn gateway_endpoints_are_answered_before_a_catch_all_route() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -103,7 +103,7 @@ async fn gateway_endpoints_are_answered_before_a_catch_all_route() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn strip_prefix_removes_the_prefix_and_the_default_keeps_it() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -122,7 +122,7 @@ upstreams:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn round_robin_alternates_and_random_reaches_every_server() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -152,7 +152,7 @@ upstreams:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn server_weights_share_requests_in_proportion() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -178,7 +178,7 @@ fn client_from(ip: IpAddr) -> reqwest::Client {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn consistent_hash_keeps_each_key_on_one_server_for_every_hash_key() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let pool = |hash_key: &str| {
@@ -232,7 +232,7 @@ upstreams:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn least_connections_picks_the_server_with_fewest_requests_in_flight() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -253,7 +253,7 @@ async fn least_connections_picks_the_server_with_fewest_requests_in_flight() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn active_health_checks_take_a_server_out_and_bring_it_back() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     b.set_healthy(false);
@@ -299,7 +299,7 @@ async fn active_health_checks_take_a_server_out_and_bring_it_back() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn a_health_check_slower_than_its_timeout_fails() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -323,7 +323,7 @@ async fn a_health_check_slower_than_its_timeout_fails() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn no_healthy_server_left_is_502_no_healthy_upstream() {
     let b = Backend::start("b").await;
     b.set_healthy(false);
@@ -349,7 +349,7 @@ async fn no_healthy_server_left_is_502_no_healthy_upstream() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn a_connect_failure_is_502_and_a_get_is_retried_once_on_another_server() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -374,7 +374,7 @@ upstreams:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn an_upstream_read_timeout_is_504_and_timeout_0s_waits_for_ever() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -395,7 +395,7 @@ upstreams:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn passive_failures_eject_a_server_for_eject_for() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     a.set_status(Some(503));
@@ -451,7 +451,7 @@ fn server_in_stats(stats: &Value, addr: &str) -> serde_json::Map<String, Value> 
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn stats_and_metrics_show_each_upstream_server() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -508,7 +508,7 @@ async fn stats_and_metrics_show_each_upstream_server() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn x_forwarded_for_is_appended_and_proto_and_host_are_set() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -533,7 +533,7 @@ async fn x_forwarded_for_is_appended_and_proto_and_host_are_set() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn hop_by_hop_headers_are_not_forwarded_either_way() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -575,7 +575,7 @@ async fn hop_by_hop_headers_are_not_forwarded_either_way() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn authenticated_routes_need_a_credential_and_name_the_user_to_the_backend() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -653,7 +653,7 @@ auth:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn a_route_rate_limit_refuses_with_429_and_retry_after() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -675,7 +675,7 @@ async fn a_route_rate_limit_refuses_with_429_and_retry_after() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn cors_applies_to_proxied_routes() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -707,7 +707,7 @@ async fn cors_applies_to_proxied_routes() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn upstream_event_streams_are_relayed_event_by_event_and_a_leaving_client_closes_them() {
     let up = Upstream::start(&["--notify-interval", "0s"]);
     let gw = Gateway::start(&format!(
@@ -744,7 +744,7 @@ async fn upstream_event_streams_are_relayed_event_by_event_and_a_leaving_client_
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn websocket_upgrades_are_proxied_as_upgrades() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -785,7 +785,7 @@ async fn websocket_upgrades_are_proxied_as_upgrades() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn https_upstreams_verify_with_ca_file_and_send_sni() {
     let pki = pki::Pki::new(&["backend.test"]);
     let tls_backend = pki::TlsEcho::start(&pki).await;
@@ -807,7 +807,7 @@ upstreams:
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn trusted_proxies_make_the_last_untrusted_forwarded_address_the_client_ip() {
     let gw =
         Gateway::start("trusted_proxies: [127.0.0.0/8]\nlimits:\n  max_connections_per_ip: 1\n");
@@ -846,4 +846,91 @@ async fn trusted_proxies_make_the_last_untrusted_forwarded_address_the_client_ip
     .await;
     let clients = gw.admin_get("/clients").await;
     assert_eq!(clients["clients"][0]["ip"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn least_connections_refills_the_server_whose_streams_ended_when_clients_churn() {
+    let servers = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    ];
+    let gw = Gateway::start(&format!(
+        "routes:\n  - {{path_prefix: /, upstream: p, timeout: 0s}}\nupstreams:\n  \
+         p: {{servers: [\"{}\", \"{}\", \"{}\"], balance: least_connections}}\n",
+        servers[0].addr, servers[1].addr, servers[2].addr
+    ));
+    let holds_on = |name: &str| -> usize {
+        servers.iter().find(|s| s.name() == name).map_or(0, |s| {
+            s.requests().iter().filter(|r| r.target == "/hold").count()
+        })
+    };
+    // Six long-lived upstream streams: two on each server.
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let held = http().get(gw.url("/hold")).send().await.expect("hold");
+        assert_eq!(held.status(), 200);
+        streams.push(held);
+    }
+    for s in &servers {
+        assert_eq!(holds_on(s.name()), 2, "{}", s.name());
+    }
+    // The clients of server a leave (their upstream streams close); two new ones come.
+    let on_a: Vec<usize> = {
+        let mut seen = Vec::new();
+        for (i, stream) in streams.iter().enumerate() {
+            let from = stream.headers()["x-backend"].to_str().unwrap_or("");
+            if from == servers[0].name() {
+                seen.push(i);
+            }
+        }
+        seen
+    };
+    assert_eq!(on_a.len(), 2, "each stream names its server");
+    for i in on_a.into_iter().rev() {
+        drop(streams.remove(i));
+    }
+    eventually(WAIT, "a's streams closed upstream", || async {
+        gw.admin_get("/stats").await["upstreams"][0]["servers"]
+            .as_array()
+            .is_some_and(|servers| servers.iter().any(|s| s["in_flight"] == 0))
+    })
+    .await;
+    for _ in 0..2 {
+        streams.push(http().get(gw.url("/hold")).send().await.expect("hold"));
+    }
+    // Round robin would have put one of them on b or c; least connections refills a.
+    assert_eq!(holds_on(servers[0].name()), 4);
+    assert_eq!(holds_on(servers[1].name()), 2);
+    assert_eq!(holds_on(servers[2].name()), 2);
+}
+
+#[tokio::test]
+async fn smuggling_attempts_on_a_route_are_refused_before_anything_is_forwarded() {
+    let a = Backend::start("a").await;
+    let gw = Gateway::start(&format!(
+        "routes:\n  - {{path_prefix: /api/, upstream: a}}\nupstreams:\n  a: {{servers: [\"{}\"]}}\n",
+        a.addr
+    ));
+    for (what, request) in [
+        (
+            "Content-Length and Transfer-Encoding",
+            "POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+             0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
+        (
+            "two different Content-Lengths",
+            "POST /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\n\
+             abcdGET /api/smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+        ),
+    ] {
+        let reply = gw.raw_request(request).await;
+        let (status, _) = head_of(&reply);
+        assert_eq!(status, 400, "{what}: {reply}");
+    }
+    assert!(
+        a.requests().is_empty(),
+        "nothing reached the backend: {:?}",
+        a.requests()
+    );
 }

@@ -600,3 +600,44 @@ async fn the_nodes_give_their_history_back_to_a_redis_that_lost_it() {
     assert!(seq(&next) > seq(&ids[4]), "{next} after {}", ids[4]);
     assert_eq!(client.events(1, WAIT).await[0].id, next);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_loses_nothing_when_redis_comes_back_empty() {
+    let mut redis = RedisServer::start();
+    let up = Upstream::start(&["--notify-interval", "0s"]);
+    let source = format!(
+        "sources:\n  - {{name: notes, url: \"{}\", channel: notifications}}\n",
+        up.url("/streams/notifications")
+    );
+    let nodes = [node(&redis, &source).await, node(&redis, &source).await];
+    let mut clients = Vec::new();
+    for gw in &nodes {
+        clients.push(SseClient::connect(&gw.url("/events?channel=notifications")).await);
+    }
+    let title = |e: &sse_gateway::sse::parse::ParsedEvent| {
+        serde_json::from_str::<serde_json::Value>(&e.data).expect("json")["title"]
+            .as_str()
+            .expect("title")
+            .to_owned()
+    };
+    eventually(WAIT, "the source connected", || async {
+        up.info().await["stream_clients"] == 1
+    })
+    .await;
+    // Notifications keep coming while Redis is killed and comes back empty: the source's
+    // resume point comes back with the nodes' history, whichever node leads it next.
+    let mut sent = Vec::new();
+    for n in 0..40 {
+        if n == 15 {
+            redis.restart();
+        }
+        let t = format!("n{n}");
+        up.notify(&t).await;
+        sent.push(t);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let got: Vec<String> = client.events(40, WAIT).await.iter().map(title).collect();
+        assert_eq!(got, sent, "node {i}: every notification once, in order");
+    }
+}

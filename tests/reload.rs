@@ -219,7 +219,7 @@ async fn sources_are_added_changed_and_removed_on_reload() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
+
 async fn routes_apply_on_reload_in_flight_requests_finish_and_an_unchanged_pool_keeps_its_state() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     // b answers 503 once: passive checks eject it for a minute.

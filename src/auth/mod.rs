@@ -257,11 +257,15 @@ fn bearer(value: &[u8]) -> Option<&[u8]> {
         .then_some(token.trim_ascii())
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers (the first if it appears more
-/// than once: browsers put the most specific path first). An empty value counts as absent, as
-/// some apps "log out" by setting the cookie empty.
 fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
-    req.headers
+    cookie_value(&req.headers, name)
+}
+
+/// The value of cookie `name` in the `Cookie` headers (the first if it appears more than once:
+/// browsers put the most specific path first). An empty value counts as absent, as some apps
+/// "log out" by setting the cookie empty.
+pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers
         .get_all(http::header::COOKIE)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b';'))

@@ -36,6 +36,8 @@ pub(super) struct RawConfig {
     pub limits: Option<RawLimits>,
     pub metrics: Option<RawMetrics>,
     pub shutdown: Option<RawShutdown>,
+    /// CIDRs whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,19 +95,75 @@ pub(super) struct RawRoute {
     pub host: Option<Spanned<String>>,
     pub upstream: Option<Spanned<String>>,
     pub strip_prefix: Option<bool>,
+    pub auth: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rate_limit: Option<Spanned<RawRate>>,
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RawUpstream {
-    pub servers: Option<Vec<Spanned<String>>>,
+    pub servers: Option<Vec<Spanned<RawServer>>>,
     pub balance: Option<Spanned<String>>,
+    pub hash_key: Option<Spanned<String>>,
     pub health_check: Option<Spanned<RawHealthCheck>>,
+    pub passive: Option<Spanned<RawPassive>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub tls: Option<bool>,
+    pub sni: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+}
+
+/// A server of a pool: `host:port`, or `{addr: host:port, weight: N}`.
+#[derive(Debug)]
+pub(super) struct RawServer {
+    pub addr: String,
+    pub weight: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for RawServer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ServerVisitor;
+        impl<'de> Visitor<'de> for ServerVisitor {
+            type Value = RawServer;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("host:port, or {addr: host:port, weight: N}")
+            }
+            fn visit_str<E: de::Error>(self, addr: &str) -> Result<RawServer, E> {
+                Ok(RawServer {
+                    addr: addr.to_owned(),
+                    weight: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawServer, A::Error> {
+                let (mut addr, mut weight) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "addr" => addr = Some(map.next_value::<String>()?),
+                        "weight" => weight = Some(map.next_value::<i64>()?),
+                        other => return Err(de::Error::unknown_field(other, &["addr", "weight"])),
+                    }
+                }
+                let addr = addr.ok_or_else(|| de::Error::missing_field("addr"))?;
+                Ok(RawServer { addr, weight })
+            }
+        }
+        deserializer.deserialize_any(ServerVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RawHealthCheck {
     pub path: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub healthy_after: Option<Spanned<i64>>,
+    pub unhealthy_after: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawPassive {
+    pub failures: Option<Spanned<i64>>,
+    pub eject_for: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -40,6 +40,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Upstream server pools (`upstreams:`) that routes and sources name, sorted by name.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Peers whose `X-Forwarded-For` names the client (`trusted_proxies:`).
+    pub trusted_proxies: Vec<Cidr>,
     /// The file this came from (for messages); `None` for the embedded default.
     pub source: Option<PathBuf>,
 }
@@ -341,17 +343,54 @@ pub struct RouteConfig {
     pub upstream: String,
     /// Whether `path_prefix` is removed from the path sent upstream (default false).
     pub strip_prefix: bool,
+    pub auth: RouteAuth,
+    /// Longest wait for each read from the upstream; `None` (`0s`) waits for ever, for event
+    /// streams. Default 60 s.
+    pub timeout: Option<Duration>,
+    /// Requests per client address.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteAuth {
+    /// Anyone (the backend decides).
+    Public,
+    /// Any valid API key or JWT (headers only); the backend learns who in
+    /// `X-Authenticated-User`.
+    Authenticated,
 }
 
 /// One entry of `upstreams:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     pub name: String,
-    /// `host:port` of each server; never empty. Host names are resolved when connecting.
-    pub servers: Vec<String>,
+    /// Never empty. Host names are resolved when the pool is built (and rebuilt on reload).
+    pub servers: Vec<ServerConfig>,
     pub balance: Balance,
-    /// `None` = no active checks: only failed connections mark a server down.
+    /// What `consistent_hash` hashes.
+    pub hash_key: HashKey,
+    /// `None` = no active checks.
     pub health_check: Option<HealthCheckConfig>,
+    /// `None` = servers are never ejected for their answers.
+    pub passive: Option<PassiveConfig>,
+    pub connect_timeout: Duration,
+    /// HTTPS to the servers.
+    pub tls: bool,
+    /// The name sent in TLS's SNI and checked against the certificate; default the host of each
+    /// server's address.
+    pub sni: Option<String>,
+    /// Certificates (PEM) that sign the servers' certificates, instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A server of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `host:port`.
+    pub addr: String,
+    /// Its share of requests relative to the others (default 1).
+    pub weight: usize,
 }
 
 /// How an upstream pool picks a server.
@@ -360,16 +399,85 @@ pub enum Balance {
     /// The default.
     RoundRobin,
     Random,
-    /// By a hash of the client address, so a client keeps reaching the same server.
+    /// By a hash of [`HashKey`] (Ketama), so a key keeps reaching the same server.
     ConsistentHash,
+    /// The server with the fewest requests in flight (open event streams included).
     LeastConnections,
 }
 
-/// Active health check: `GET path` on every server each `interval`; non-2xx or no answer = down.
+/// What `consistent_hash` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The default.
+    ClientIp,
+    /// A request header's value (lowercase name).
+    Header(String),
+    Cookie(String),
+    Path,
+}
+
+/// Active health check: `GET path` on every server each `interval`; a 2xx within `timeout` is a
+/// success. A server turns healthy after `healthy_after` successes in a row, unhealthy after
+/// `unhealthy_after` failures in a row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheckConfig {
     pub path: String,
     pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_after: usize,
+    pub unhealthy_after: usize,
+}
+
+/// Passive health: `failures` connect failures or 502/503/504 answers in a row eject a server
+/// for `eject_for`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveConfig {
+    pub failures: u32,
+    pub eject_for: Duration,
+}
+
+/// An address range, `10.0.0.0/8` or `::1/128` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// `None` unless `text` is an address with an optional prefix length that fits it.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+            None => max,
+        };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The shipped `gateway.yaml`, compiled in: what runs when no file is given and none exists.

@@ -32,7 +32,7 @@ pub(super) async fn admit(
     let who = caller.who;
     auth::require_time_left(who.as_ref())?;
     auth::authorize_channels(cfg, who.as_ref(), Action::Subscribe, &req.channels)?;
-    let peer = client_ip(session);
+    let peer = client_ip(session, &cfg.trusted_proxies);
     let user = who.as_ref().map(|p| &*p.name);
     let permit = front.limits.admit_stream(peer, user).await?;
     if let Some(ticket) = caller.ticket {

@@ -1,98 +1,271 @@
-//! The HTTP front: one pingora `HttpServerApp` on the listener that reads each request head,
-//! routes it ([`router`]) to the handler group that answers it, and hands streams off to tasks
-//! of their own (see [`crate::stream::open`]).
+//! The HTTP front: pingora's proxy owns the listener, and this is its [`ProxyHttp`]: the
+//! gateway's own endpoints are answered from `request_filter` ([`router`]), streams are handed
+//! off to tasks of their own (see [`crate::stream::open`]), and what a route takes is proxied by
+//! pingora to a server of the route's pool ([`proxied`]).
 //!
 //! # Layout
-//! - this module: [`Front`], the connection's life (head timeout, keep-alive, hand-off);
+//! - this module: [`Front`] (the `ProxyHttp` hooks) and [`FrontApp`] (the listener's app: the
+//!   request head's deadline around pingora's proxy);
 //! - `gateway`: [`Gateway`], what the handlers share;
 //! - `router`: which handler answers a request; the CORS check and the size limits before it;
 //! - one file per handler group: `events` (`GET /events` admission), `publish`
 //!   (`POST /broadcast`), `tickets` (`POST /tickets`), `admin` (`/stats`, `/clients`),
-//!   `health` (`/healthz`, `/readyz`, `/metrics`) and the static UI in [`crate::static_files`];
+//!   `health` (`/healthz`, `/readyz`, `/metrics`), `proxied` (routes to upstream pools) and the
+//!   static UI in [`crate::static_files`];
 //! - `request`: what every handler reads off a request (method rules, client address).
 
 mod admin;
 mod events;
 mod gateway;
 mod health;
+mod proxied;
 mod publish;
 mod request;
 mod router;
 mod tickets;
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
+use pingora::proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, Result};
 
 pub use gateway::Gateway;
 pub use request::client_ip;
 
 use crate::metrics;
+use crate::snapshot::Snapshots;
 use crate::stream;
+use proxied::ProxyState;
+use router::Outcome;
 
-/// The gateway's HTTP application: answers every endpoint itself. pingora's `ServeHttp` would
-/// buffer whole responses, and its proxy path keeps a large per-request future alive for as long
-/// as a stream lasts; this app hands streams off instead (see [`stream::open`]).
+/// The gateway's [`ProxyHttp`]: what pingora's proxy calls for each request.
 pub struct Front {
     pub gateway: Gateway,
 }
 
-/// How long an idle keep-alive connection may wait for its next request.
-const KEEPALIVE_SECONDS: u64 = 60;
+/// What one request carries from hook to hook.
+#[derive(Default)]
+pub struct RequestCtx {
+    /// Set for a request a route takes.
+    proxy: Option<ProxyState>,
+    /// The request took the connection (a stream): the session pingora still holds is an
+    /// empty stand-in, which nothing may read.
+    handed_off: bool,
+}
 
 #[async_trait]
-impl HttpServerApp for Front {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // The whole request head must arrive within `header_read_timeout`: pingora's own read
-        // timeout restarts with every byte, which a slowloris client exploits.
-        let gateway = &self.gateway;
-        let header_timeout = gateway.snapshots.load().config.limits.header_read_timeout;
-        match tokio::time::timeout(header_timeout, session.read_request()).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return None,
-            Ok(Err(e)) => {
-                // Only the kind: pingora's message quotes the raw request head, which can hold
-                // credentials (`Authorization`, cookies, `?access_token=`).
-                tracing::debug!(error = e.etype().as_str(), "unreadable request");
-                return None;
+impl ProxyHttp for Front {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // The head is in: the deadline of `FrontApp` no longer applies.
+        let _ = HEAD_READ.try_with(|read| read.set(true));
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        match router::handle(&self.gateway, session.as_downstream_mut()).await {
+            Outcome::Answered => Ok(true),
+            Outcome::Stream(admitted) => {
+                // The stream keeps the connection; the request task ends now, freeing the proxy's
+                // per-request state (see `stream::open`). pingora finishes the stand-in.
+                ctx.handed_off = true;
+                let stand_in = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
+                let real = std::mem::replace(&mut session.downstream_session, Box::new(stand_in));
+                stream::open(*real, &self.gateway.streams, *admitted).await;
+                Ok(true)
             }
-            Err(_) => {
-                metrics::LIMIT_REJECTIONS
-                    .with_label_values(&["header_timeout"])
-                    .inc();
-                tracing::debug!(
-                    ?header_timeout,
-                    "request head not complete in time; closing"
-                );
-                return None;
-            }
-        }
-        session.set_keepalive(if *shutdown.borrow() {
-            None
-        } else {
-            Some(KEEPALIVE_SECONDS)
-        });
-        match router::handle(gateway, &mut session).await {
-            None => {
-                let settings = HttpPersistentSettings::for_session(&session);
-                match session.finish().await {
-                    Ok(reusable) => {
-                        reusable.map(|s| ReusedHttpStream::from_reusable_stream(s, settings))
-                    }
-                    Err(_) => None,
-                }
-            }
-            Some(admitted) => {
-                stream::open(session, &gateway.streams, *admitted).await;
-                None
+            Outcome::Proxy(proxied) => {
+                ctx.proxy = Some(ProxyState::new(*proxied));
+                Ok(false)
             }
         }
     }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let state = ctx.proxy.as_mut().ok_or_else(|| {
+            Error::explain(
+                pingora::ErrorType::InternalError,
+                "no route for an upstream request",
+            )
+        })?;
+        state.choose_peer(session.as_downstream()).map(Box::new)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match &ctx.proxy {
+            Some(state) => state.upstream_request(session.as_downstream(), upstream),
+            None => Ok(()),
+        }
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(state) = &mut ctx.proxy {
+            state.answered(response);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        match &ctx.proxy {
+            Some(state) => state.downstream_response(response),
+            None => Ok(()),
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(state) = &mut ctx.proxy {
+            let idempotent = session.req_header().method.is_idempotent();
+            e.set_retry(state.connect_failed(idempotent));
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = proxied::fail(session, e, ctx.proxy.as_ref()).await;
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.handed_off {
+            return;
+        }
+        if let Some(state) = &mut ctx.proxy {
+            state.done(e);
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Whether the request head being read by this task's connection is complete.
+    static HEAD_READ: Cell<bool>;
+}
+
+/// The listener's app: pingora's proxy over [`Front`], with a deadline on each request head.
+///
+/// pingora's own read timeout restarts with every byte, which a slowloris client exploits: the
+/// whole head must arrive within `limits.header_read_timeout`. The deadline stops counting once
+/// the head is in ([`Front::early_request_filter`] says so through a task-local flag), so a
+/// long request or stream is never cut by it.
+pub struct FrontApp {
+    proxy: Arc<HttpProxy<Front>>,
+    /// For the deadline in force.
+    snapshots: Arc<Snapshots>,
+    options: HttpServerOptions,
+}
+
+impl FrontApp {
+    pub fn new(
+        proxy: HttpProxy<Front>,
+        snapshots: Arc<Snapshots>,
+        options: HttpServerOptions,
+    ) -> FrontApp {
+        FrontApp {
+            proxy: Arc::new(proxy),
+            snapshots,
+            options,
+        }
+    }
+
+    fn header_timeout(&self) -> Duration {
+        self.snapshots.load().config.limits.header_read_timeout
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for FrontApp {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let timeout = self.header_timeout();
+        let request = self.proxy.process_new_http(session, shutdown);
+        HEAD_READ
+            .scope(Cell::new(false), within_head_deadline(request, timeout))
+            .await
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+
+    async fn http_cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+/// Runs `request`; drops it (closing the connection) if its head is not in within `timeout`.
+async fn within_head_deadline<F>(request: F, timeout: Duration) -> Option<ReusedHttpStream>
+where
+    F: Future<Output = Option<ReusedHttpStream>>,
+{
+    let mut request = pin!(request);
+    let mut deadline = pin!(tokio::time::sleep(timeout));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(reused) = request.as_mut().poll(cx) {
+            return Poll::Ready(reused);
+        }
+        let head_read = HEAD_READ.try_with(Cell::get).unwrap_or(true);
+        if !head_read && deadline.as_mut().poll(cx).is_ready() {
+            metrics::LIMIT_REJECTIONS
+                .with_label_values(&["header_timeout"])
+                .inc();
+            tracing::debug!(?timeout, "request head not complete in time; closing");
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }

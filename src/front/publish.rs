@@ -26,7 +26,8 @@ pub(super) async fn publish(
     // Keyed by credential, or by address for anonymous publishers (public channels).
     let publisher = match &who {
         Some(p) => p.name.to_string(),
-        None => client_ip(session).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+        None => client_ip(session, &cfg.trusted_proxies)
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
     };
     front.limits.admit_publish(&publisher).await?;
     publish::require_json(session)?;

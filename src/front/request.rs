@@ -6,15 +6,23 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::ServerSession;
 
 use crate::auth;
+use crate::config::Cidr;
 use crate::metrics;
+use crate::proxy::forwarded;
 use crate::reply::ApiError;
 
-/// The client's address, when the connection is TCP.
-pub fn client_ip(session: &ServerSession) -> Option<std::net::IpAddr> {
+/// The address of the connection's peer, when it is TCP.
+pub fn peer_ip(session: &ServerSession) -> Option<std::net::IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
+}
+
+/// The client's address: the peer's, or behind `trusted_proxies` the one they forwarded (see
+/// [`crate::proxy::forwarded::client_ip`]).
+pub fn client_ip(session: &ServerSession, trusted: &[Cidr]) -> Option<std::net::IpAddr> {
+    forwarded::client_ip(peer_ip(session), &session.req_header().headers, trusted)
 }
 
 /// 405 with `Allow` unless `method` is one of `allowed`.
@@ -59,6 +67,37 @@ pub(super) fn size(req: &RequestHeader) -> Result<(), ApiError> {
             431,
             "headers_too_large",
             format!("the request header fields are over {MAX_HEADER_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// 400 for a request whose body length is ambiguous: both `Content-Length` and
+/// `Transfer-Encoding`, or several `Content-Length` values. Two servers reading such a request
+/// differently is how requests are smuggled past a proxy, so none is passed on (pingora would
+/// take the chunked body and drop `Content-Length`, which is why the request head as received
+/// is what is checked), and the connection is closed after the refusal.
+pub(super) fn framing(session: &ServerSession) -> Result<(), ApiError> {
+    let ServerSession::H1(h1) = session else {
+        // HTTP/2 frames its bodies itself.
+        return Ok(());
+    };
+    let raw = h1.get_headers_raw_bytes();
+    let named = |name: &[u8]| {
+        raw.split(|&b| b == b'\n')
+            .skip(1)
+            .filter(|line| {
+                line.len() > name.len()
+                    && line[..name.len()].eq_ignore_ascii_case(name)
+                    && line[name.len()..].trim_ascii_start().first() == Some(&b':')
+            })
+            .count()
+    };
+    let lengths = named(b"content-length");
+    if lengths > 1 || (lengths == 1 && named(b"transfer-encoding") > 0) {
+        return Err(ApiError::bad_request(
+            "ambiguous_length",
+            "the request gives its body length twice (Content-Length and Transfer-Encoding, or two Content-Lengths)",
         ));
     }
     Ok(())

@@ -20,11 +20,32 @@ pub struct Event {
     pub frame: Bytes,
     /// When the hub took it in: the start of the publish→socket latency and of its history age.
     pub accepted_at: Instant,
+    /// For an event read from a source (shared broker): which source and the upstream's id, so
+    /// a log that lost its data gets the source's resume point back with the event.
+    pub origin: Option<Box<Origin>>,
+}
+
+/// Where an event read from an upstream source came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub source: Box<str>,
+    pub upstream_id: Box<str>,
 }
 
 impl Event {
     /// Builds and encodes an event. `event_type` and channel names are already validated.
     pub fn new(id: EventId, event_type: &str, channels: Box<[Box<str>]>, data: &str) -> Arc<Event> {
+        Event::with_origin(id, event_type, channels, data, None)
+    }
+
+    /// [`Event::new`], for an event read from a source.
+    pub fn with_origin(
+        id: EventId,
+        event_type: &str,
+        channels: Box<[Box<str>]>,
+        data: &str,
+        origin: Option<Box<Origin>>,
+    ) -> Arc<Event> {
         let frame = sse::encode_event(&id.to_string(), event_type, data);
         Arc::new(Event {
             id,
@@ -32,6 +53,7 @@ impl Event {
             channels,
             frame,
             accepted_at: Instant::now(),
+            origin,
         })
     }
 }

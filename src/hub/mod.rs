@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 pub use clients::{ClientHandle, ClientInfo, ClientRegistry, CloseReason};
-pub use event::{Event, EventId};
+pub use event::{Event, EventId, Origin};
 
 use crate::auth::Principal;
 use crate::config::HistoryLimits;

@@ -36,15 +36,18 @@ use crate::broker::SharedBroker;
 use crate::config::{Config, SourceConfig};
 use crate::drain::Drain;
 use crate::hub::Hub;
+use crate::proxy::Pools;
 use relay::Relay;
 
 /// What a relay uses: the hub (to see its audience), the broker (to publish, and to lead the
-/// source in a cluster) and the drain (to stop).
+/// source in a cluster), the drain (to stop) and the upstream pools (a source given as
+/// `upstream` + `path` connects to a healthy server of its pool).
 #[derive(Clone)]
 pub struct SourceContext {
     pub hub: Arc<Hub>,
     pub broker: SharedBroker,
     pub drain: Arc<Drain>,
+    pub pools: Arc<Pools>,
 }
 
 /// How long a reload waits for a removed or changed source's relay to stop (it hands its lease
@@ -77,22 +80,14 @@ struct Running {
 /// The parts of the whole config a relay depends on besides its own entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RelayInputs {
-    servers: Option<Vec<String>>,
     max_event_bytes: usize,
 }
 
 impl RelayInputs {
-    fn of(cfg: &SourceConfig, config: &Config) -> RelayInputs {
-        let servers = match &cfg.target {
-            crate::config::SourceTarget::Url(_) => None,
-            crate::config::SourceTarget::Upstream { upstream, .. } => config
-                .upstreams
-                .iter()
-                .find(|u| &u.name == upstream)
-                .map(|u| u.servers.clone()),
-        };
+    fn of(_cfg: &SourceConfig, config: &Config) -> RelayInputs {
+        // The pool of an `upstream` source is looked up at each connection, so its changes
+        // need no restart.
         RelayInputs {
-            servers,
             max_event_bytes: config.limits.max_event_bytes,
         }
     }

@@ -21,6 +21,7 @@ use crate::config::{
     is_reserved_event_type, is_valid_channel, Config, SourceChannel, SourceConfig, SourceMode,
     SourceTarget,
 };
+use crate::proxy::Selected;
 
 /// A connection that stayed up this long was healthy, even without events: the next reconnect
 /// starts from the base delay.
@@ -28,12 +29,22 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
 pub struct Relay {
     cfg: SourceConfig,
-    /// One per server of the pool (or the one URL); attempts go round them.
-    targets: Vec<Target>,
+    /// Where to connect: the one URL, or a server of the pool chosen per attempt.
+    targets: Targets,
     status: Arc<SourceStatus>,
     ctx: SourceContext,
     connector: Arc<Connector>,
     limits: ParserLimits,
+}
+
+/// Where a source connects.
+enum Targets {
+    Url(Target),
+    /// A server of `upstreams.<upstream>`, with this path.
+    Pool {
+        upstream: String,
+        path: String,
+    },
 }
 
 /// How one connection ended.
@@ -58,16 +69,11 @@ impl Relay {
         connector: Arc<Connector>,
     ) -> Result<Relay, String> {
         let targets = match &cfg.target {
-            SourceTarget::Url(url) => vec![Target::from_url(url)?],
-            SourceTarget::Upstream { upstream, path } => config
-                .upstreams
-                .iter()
-                .find(|u| &u.name == upstream)
-                .ok_or_else(|| format!("no upstream named {upstream:?}"))?
-                .servers
-                .iter()
-                .map(|server| Target::from_server(server, path))
-                .collect::<Result<_, _>>()?,
+            SourceTarget::Url(url) => Targets::Url(Target::from_url(url)?),
+            SourceTarget::Upstream { upstream, path } => Targets::Pool {
+                upstream: upstream.clone(),
+                path: path.clone(),
+            },
         };
         let max_event_bytes = config.limits.max_event_bytes;
         Ok(Relay {
@@ -117,10 +123,19 @@ impl Relay {
             if attempt > 0 {
                 self.status.reconnecting();
             }
-            let target = &self.targets[attempt % self.targets.len()];
-            let ended = tokio::select! {
-                ended = self.connection(target, &mut parser, &mut backoff) => ended,
-                () = &mut stop => Ended::Stopped,
+            let ended = match self.target() {
+                Ok((target, server)) => {
+                    let ended = tokio::select! {
+                        ended = self.connection(&target, &mut parser, &mut backoff) => ended,
+                        () = &mut stop => Ended::Stopped,
+                    };
+                    if let (Some(server), Ended::Failed(_)) = (&server, &ended) {
+                        // The pool's passive health counts the source's failures too.
+                        server.server().failed(self.passive().as_ref());
+                    }
+                    ended
+                }
+                Err(failure) => Ended::Failed(failure),
             };
             if parser.finish() {
                 tracing::debug!(source = %self.cfg.name, "the stream ended inside an event; it is discarded");
@@ -146,6 +161,42 @@ impl Relay {
         // Hand the source over at once rather than when the lease lapses.
         self.ctx.broker.release_source(&self.cfg.name).await;
         self.status.set_phase(Phase::Stopped);
+    }
+
+    /// Where this attempt connects: the URL, or a healthy server of the pool (held in flight
+    /// while connected, so `least_connections` counts it).
+    fn target(&self) -> Result<(Target, Option<Selected>), Failure> {
+        match &self.targets {
+            Targets::Url(target) => Ok((target.clone(), None)),
+            Targets::Pool { upstream, path } => {
+                let unreachable = |detail: String| Failure {
+                    fault: Fault::Connect,
+                    detail,
+                };
+                let pool =
+                    self.ctx.pools.get(upstream).ok_or_else(|| {
+                        unreachable(format!("no upstream pool named {upstream:?}"))
+                    })?;
+                let server = pool.select(b"", &[]).ok_or_else(|| {
+                    unreachable(format!("no healthy server in upstream pool {upstream:?}"))
+                })?;
+                let mut target =
+                    Target::from_server(server.server().label(), path).map_err(unreachable)?;
+                target.tls = pool.config.tls;
+                Ok((target, Some(server)))
+            }
+        }
+    }
+
+    fn passive(&self) -> Option<crate::config::PassiveConfig> {
+        match &self.targets {
+            Targets::Pool { upstream, .. } => self
+                .ctx
+                .pools
+                .get(upstream)
+                .and_then(|pool| pool.config.passive.clone()),
+            Targets::Url(_) => None,
+        }
     }
 
     /// Waits until this node leads the source; `false` if, on demand, the audience left first.
@@ -180,7 +231,15 @@ impl Relay {
         // (kept in the status, which outlives a relay restarted by a reload).
         let resume = match self.ctx.broker.source_resume_id(&self.cfg.name).await {
             Ok(Some(id)) => id,
-            _ => self.status.last_event_id(),
+            Ok(None) => self.status.last_event_id(),
+            // Starting without the cluster's resume point could skip what the last leader
+            // read and did not publish: wait for the broker instead.
+            Err(e) => {
+                return Ended::Failed(Failure {
+                    fault: Fault::Publish,
+                    detail: format!("where the source resumes is not known yet: {e}"),
+                })
+            }
         };
         let mut stream = match upstream::open(
             &self.connector,

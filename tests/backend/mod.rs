@@ -158,8 +158,11 @@ async fn serve(mut socket: TcpStream, state: Arc<State>) {
                 write(&mut socket, 200, &[], &state.name).await
             }
             "/hold" => {
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-                            transfer-encoding: chunked\r\n\r\n5\r\n: on\n\r\n";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-backend: {}\r\n\
+                     transfer-encoding: chunked\r\n\r\n5\r\n: on\n\r\n",
+                    state.name
+                );
                 let _ = socket.write_all(head.as_bytes()).await;
                 // Held until the other side closes.
                 let mut sink = [0u8; 512];

@@ -61,6 +61,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest a disconnected replicator waits between attempts: a node is back within this
 /// after Redis is (well inside the recovery window, see `scripts::RECOVERY_WINDOW`).
 const MAX_RECONNECT_WAIT: Duration = Duration::from_millis(500);
+/// Log entries searched for a source's last event when its resume key was lost with Redis's
+/// data: a source quieter than this many events of the cluster starts from its upstream's now.
+const RESUME_SCAN: usize = 10_000;
 /// How long a source's lease lasts unless renewed: a dead leader's source is taken over by
 /// another node within this time (plus one of its retry intervals).
 pub const SOURCE_LEASE: Duration = Duration::from_secs(5);
@@ -107,6 +110,7 @@ pub struct RedisBroker {
     hold: Script,
     unhold: Script,
     token: Script,
+    resume: Script,
 }
 
 /// Whether `url` names a Redis this build can reach: `redis://host:port[/db]`,
@@ -176,6 +180,7 @@ impl RedisBroker {
             hold: Script::new(HOLD_SCRIPT),
             unhold: Script::new(UNHOLD_SCRIPT),
             token: Script::new(TOKEN_SCRIPT),
+            resume: Script::new(RESUME_SCRIPT),
         });
         (broker, Replicator::new(shared))
     }
@@ -221,7 +226,8 @@ impl RedisBroker {
                 .key(lease_key(mark.source))
                 .key(resume_key(mark.source))
                 .arg(&self.shared.node_id)
-                .arg(mark.upstream_id);
+                .arg(mark.upstream_id)
+                .arg(mark.source);
         }
         let answer: i64 = invocation
             .invoke_async(&mut conn)
@@ -319,7 +325,15 @@ impl Broker for RedisBroker {
 
     async fn source_resume_id(&self, source: &str) -> Result<Option<String>, BrokerError> {
         let mut conn = self.conn()?;
-        conn.get(resume_key(source)).await.map_err(unavailable)
+        self.resume
+            .key(resume_key(source))
+            .key(LOG_KEY)
+            .key(RECOVERING_KEY)
+            .arg(source)
+            .arg(RESUME_SCAN)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
     async fn hold_connection(

@@ -14,7 +14,7 @@ use redis::{AsyncCommands, Script};
 
 use super::scripts::*;
 use super::{Shared, COMMAND_TIMEOUT, LOG_MAX_EVENTS, MAX_RECONNECT_WAIT};
-use crate::hub::{Event, EventId};
+use crate::hub::{Event, EventId, Origin};
 use crate::metrics;
 use crate::sse::parse::{ParsedItem, Parser, ParserLimits};
 
@@ -191,11 +191,17 @@ impl Replicator {
             let mut invocation = script.key(SEQ_KEY);
             invocation.key(LOG_KEY).arg(LOG_MAX_EVENTS);
             for event in batch {
+                let (source, upstream) = event
+                    .origin
+                    .as_deref()
+                    .map_or(("", ""), |o| (&*o.source, &*o.upstream_id));
                 invocation
                     .arg(event.id.seq)
                     .arg(&*event.event_type)
                     .arg(event.channels.join(","))
-                    .arg(frame_data(&event.frame));
+                    .arg(frame_data(&event.frame))
+                    .arg(source)
+                    .arg(upstream);
             }
             let added: u64 = invocation.invoke_async(conn).await?;
             given += added;
@@ -282,6 +288,8 @@ impl Replicator {
                 let event = PendingEvent {
                     event_type: entry.get("t").unwrap_or_default(),
                     channels: entry.get("c").unwrap_or_default(),
+                    source: entry.get("s").unwrap_or_default(),
+                    upstream_id: entry.get("u").unwrap_or_default(),
                     data: entry.get("d").unwrap_or_default(),
                 };
                 let last = hub.last_seq();
@@ -329,6 +337,9 @@ fn frame_data(frame: &[u8]) -> String {
 struct PendingEvent {
     event_type: String,
     channels: String,
+    /// Empty for a published event.
+    source: String,
+    upstream_id: String,
     data: String,
 }
 
@@ -340,23 +351,35 @@ impl PendingEvent {
             .filter(|c| !c.is_empty())
             .map(Into::into)
             .collect();
-        Event::new(id, &self.event_type, channels, &self.data)
+        let origin = (!self.source.is_empty()).then(|| {
+            Box::new(Origin {
+                source: self.source.into(),
+                upstream_id: self.upstream_id.into(),
+            })
+        });
+        Event::with_origin(id, &self.event_type, channels, &self.data, origin)
     }
 }
 
-/// `seq \n type \n channels \n data` (data may hold line breaks; the other fields cannot).
+/// `seq \n type \n channels \n source \n upstream id \n data` (data may hold line breaks; the
+/// other fields cannot; source and upstream id are empty for a published event).
 fn parse_message(payload: &[u8]) -> Option<(u64, PendingEvent)> {
     let text = std::str::from_utf8(payload).ok()?;
-    let mut fields = text.splitn(4, '\n');
+    let mut fields = text.splitn(6, '\n');
     let seq = fields.next()?.parse().ok()?;
-    let event_type = fields.next()?.to_owned();
-    let channels = fields.next()?.to_owned();
-    let data = fields.next()?.to_owned();
+    let mut field = || fields.next().map(str::to_owned);
+    let event_type = field()?;
+    let channels = field()?;
+    let source = field()?;
+    let upstream_id = field()?;
+    let data = field()?;
     Some((
         seq,
         PendingEvent {
             event_type,
             channels,
+            source,
+            upstream_id,
             data,
         },
     ))
@@ -368,13 +391,22 @@ mod tests {
 
     #[test]
     fn messages_parse_with_line_breaks_in_data() {
-        let (seq, event) = parse_message(b"42\nnote\na,b\nline 1\nline 2\n").expect("parses");
+        let (seq, event) = parse_message(b"42\nnote\na,b\n\n\nline 1\nline 2\n").expect("parses");
         assert_eq!(seq, 42);
         assert_eq!(event.event_type, "note");
         assert_eq!(event.channels, "a,b");
+        assert_eq!(
+            (event.source.as_str(), event.upstream_id.as_str()),
+            ("", "")
+        );
         assert_eq!(event.data, "line 1\nline 2\n");
-        assert!(parse_message(b"x\nnote\na\nd").is_none());
-        assert!(parse_message(b"1\nnote\na").is_none());
+        let (_, event) = parse_message(b"7\nnote\na\nfeed\nup-9\nd").expect("a source's");
+        assert_eq!(
+            (event.source.as_str(), event.upstream_id.as_str()),
+            ("feed", "up-9")
+        );
+        assert!(parse_message(b"x\nnote\na\n\n\nd").is_none());
+        assert!(parse_message(b"1\nnote\na\n\n").is_none());
         assert!(parse_message(b"\xff").is_none());
     }
 

@@ -21,7 +21,9 @@ pub(super) const PUBLISH_RECOVERING: i64 = -3;
 /// above. KEYS: sequence, log, epoch, recovering, and for an event read from a source also the
 /// source's lease and resume keys. ARGV: event type, channels (comma-separated: channel names
 /// cannot hold a comma), data, log length, pub/sub channel, the publishing node's epoch and last
-/// seq, and for a source this node's id and the upstream id.
+/// seq, and for a source this node's id, the upstream id and the source's name. A source's
+/// event carries its source and upstream id in the log too (fields `s`, `u`): after a data loss
+/// the log gets them back with the event, and with them the source's resume point.
 ///
 /// The first checks are what make a 202 safe across a Redis restart: Redis must hold the
 /// node's epoch and a sequence at or above every id the node has seen, and not be recovering.
@@ -36,9 +38,15 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[7]) then return -
 if redis.call('EXISTS', KEYS[4]) == 1 then return -3 end
 if #KEYS == 6 and redis.call('GET', KEYS[5]) ~= ARGV[8] then return -1 end
 local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 't', ARGV[1], 'c', ARGV[2], 'd', ARGV[3])
-redis.call('PUBLISH', ARGV[5], seq .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
-if #KEYS == 6 then redis.call('SET', KEYS[6], ARGV[9]) end
+local source, upstream = '', ''
+if #KEYS == 6 then
+  source, upstream = ARGV[10], ARGV[9]
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 't', ARGV[1], 'c', ARGV[2], 'd', ARGV[3], 's', source, 'u', upstream)
+  redis.call('SET', KEYS[6], upstream)
+else
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 't', ARGV[1], 'c', ARGV[2], 'd', ARGV[3])
+end
+redis.call('PUBLISH', ARGV[5], seq .. '\n' .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. source .. '\n' .. upstream .. '\n' .. ARGV[3])
 return seq
 ";
 
@@ -63,17 +71,21 @@ pub(super) const RECOVERY_WINDOW: Duration = Duration::from_secs(2);
 /// Gives a node's history back to a log that lost it: appends, in order, each event whose seq
 /// is above the log's last entry, then raises the sequence to the last one appended, in one
 /// step (so no node reading the log sees the sequence ahead of the entries). KEYS: sequence,
-/// log. ARGV: log length, then per event: seq, type, channels, data. Returns how many were
-/// appended.
+/// log. ARGV: log length, then per event: seq, type, channels, data, source and upstream id
+/// (both empty for a published event). Returns how many were appended.
 pub(super) const RESEED_SCRIPT: &str = r"
 local top = 0
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if #last > 0 then top = tonumber(string.match(last[1][1], '^(%d+)')) end
 local added = 0
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 6 do
   local seq = tonumber(ARGV[i])
   if seq > top then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i + 1], 'c', ARGV[i + 2], 'd', ARGV[i + 3])
+    if ARGV[i + 4] == '' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i + 1], 'c', ARGV[i + 2], 'd', ARGV[i + 3])
+    else
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-0', 't', ARGV[i + 1], 'c', ARGV[i + 2], 'd', ARGV[i + 3], 's', ARGV[i + 4], 'u', ARGV[i + 5])
+    end
     top = seq
     added = added + 1
   end
@@ -81,6 +93,31 @@ end
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current < top then redis.call('SET', KEYS[1], top) end
 return added
+";
+
+/// The upstream id where source ARGV[1] resumes: its resume key KEYS[1]; when Redis lost it,
+/// the newest event of that source among the last ARGV[2] log entries (given back by the nodes
+/// after a data loss), which is then kept as the resume key again. A `recovering` error while
+/// the nodes are still giving the log back (KEYS[3]), so that no leader starts from scratch
+/// meanwhile. KEYS: resume key, log, recovering.
+pub(super) const RESUME_SCRIPT: &str = r"
+local id = redis.call('GET', KEYS[1])
+if id then return id end
+if redis.call('EXISTS', KEYS[3]) == 1 then return redis.error_reply('recovering') end
+local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  local source, upstream = nil, nil
+  for i = 1, #fields, 2 do
+    if fields[i] == 's' then source = fields[i + 1] end
+    if fields[i] == 'u' then upstream = fields[i + 1] end
+  end
+  if source == ARGV[1] and upstream then
+    redis.call('SET', KEYS[1], upstream)
+    return upstream
+  end
+end
+return false
 ";
 
 /// Raises the sequence to at least ARGV[1]: no id a node has already seen is handed out again.

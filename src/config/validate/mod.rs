@@ -24,15 +24,15 @@ use crate::auth::jwt::PublicKeyKind;
 
 use super::file::{
     self, Pos, RawApiKey, RawAuth, RawBroker, RawChannel, RawConfig, RawCors, RawHealthCheck,
-    RawHistory, RawJwt, RawLimits, RawMetrics, RawRate, RawRoute, RawShutdown, RawSource, RawSse,
-    RawUpstream,
+    RawHistory, RawJwt, RawLimits, RawMetrics, RawPassive, RawRate, RawRoute, RawServer,
+    RawShutdown, RawSource, RawSse, RawUpstream,
 };
 use super::{
-    is_valid_channel, ApiKey, AuthConfig, Balance, BrokerConfig, ChannelPattern, ChannelRule,
-    Config, CorsConfig, HealthCheckConfig, HeartbeatKind, HistoryLimits, JwtAlgorithm, JwtConfig,
-    JwtKeyMaterial, JwtKeySource, LimitsConfig, MetricsConfig, Policy, RateLimit, RouteConfig,
-    ShutdownConfig, SourceChannel, SourceConfig, SourceMode, SourceTarget, SseConfig,
-    UpstreamConfig,
+    is_valid_channel, ApiKey, AuthConfig, Balance, BrokerConfig, ChannelPattern, ChannelRule, Cidr,
+    Config, CorsConfig, HashKey, HealthCheckConfig, HeartbeatKind, HistoryLimits, JwtAlgorithm,
+    JwtConfig, JwtKeyMaterial, JwtKeySource, LimitsConfig, MetricsConfig, PassiveConfig, Policy,
+    RateLimit, RouteAuth, RouteConfig, ServerConfig, ShutdownConfig, SourceChannel, SourceConfig,
+    SourceMode, SourceTarget, SseConfig, UpstreamConfig,
 };
 
 mod auth;
@@ -210,6 +210,16 @@ mod default {
     pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
     pub const HEALTH_CHECK_PATH: &str = "/healthz";
     pub const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+    pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+    /// One success brings a server back; two failures in a row (a check, then its retry at the
+    /// next interval) take it out: one lost packet does not.
+    pub const HEALTHY_AFTER: usize = 1;
+    pub const UNHEALTHY_AFTER: usize = 2;
+    pub const PASSIVE_FAILURES: usize = 3;
+    pub const EJECT_FOR: Duration = Duration::from_secs(10);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The contract's default: an upstream that says nothing for a minute is taken for dead.
+    pub const ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const LINGER: Duration = Duration::from_secs(30);
     /// Three of the usual 15 s heartbeats.
     pub const STALL_TIMEOUT: Duration = Duration::from_secs(45);
@@ -275,6 +285,7 @@ impl Checker<'_> {
             limits,
             metrics,
             shutdown,
+            trusted_proxies,
         } = raw;
         let listen = self.listen(listen.as_ref());
         let static_dir = match static_dir {
@@ -302,6 +313,7 @@ impl Checker<'_> {
         let limits = self.limits(limits.unwrap_or_default());
         let metrics = self.metrics(metrics.unwrap_or_default(), &sse.path);
         let shutdown = self.shutdown(shutdown.unwrap_or_default());
+        let trusted_proxies = self.trusted_proxies(trusted_proxies.unwrap_or_default());
         Config {
             listen,
             static_dir,
@@ -317,6 +329,7 @@ impl Checker<'_> {
             sources,
             routes,
             upstreams,
+            trusted_proxies,
             source: source.map(Path::to_path_buf),
         }
     }
@@ -429,18 +442,33 @@ shutdown:
                 host: None,
                 upstream: "backend".into(),
                 strip_prefix: false,
+                auth: RouteAuth::Public,
+                timeout: Some(Duration::from_secs(60)),
+                rate_limit: None,
             }]
         );
         assert_eq!(
             config.upstreams,
             [UpstreamConfig {
                 name: "backend".into(),
-                servers: vec!["127.0.0.1:9001".into()],
+                servers: vec![ServerConfig {
+                    addr: "127.0.0.1:9001".into(),
+                    weight: 1,
+                }],
                 balance: Balance::RoundRobin,
+                hash_key: HashKey::ClientIp,
                 health_check: Some(HealthCheckConfig {
                     path: "/healthz".into(),
                     interval: Duration::from_secs(5),
+                    timeout: Duration::from_secs(2),
+                    healthy_after: 1,
+                    unhealthy_after: 2,
                 }),
+                passive: None,
+                connect_timeout: Duration::from_secs(2),
+                tls: false,
+                sni: None,
+                ca_file: None,
             }]
         );
         assert_eq!(
@@ -486,7 +514,7 @@ upstreams:
     weight: 3
     health_check:
       path: /h
-      timeout: 1s
+      timout: 1s
 channels:
   - name: a
   - name: b
@@ -499,7 +527,7 @@ channels:
                 "1:1: bogus: unknown key",
                 "3:33: limits.publish_rate.bursty: unknown key",
                 "7:5: upstreams.api.weight: unknown key",
-                "10:7: upstreams.api.health_check.timeout: unknown key",
+                "10:7: upstreams.api.health_check.timout: unknown key",
                 "15:7: channels[1].history.max_evnets: unknown key",
             ]
         );

@@ -3,6 +3,26 @@
 use super::*;
 
 impl Checker<'_> {
+    /// `trusted_proxies`: addresses or CIDRs.
+    pub(super) fn trusted_proxies(&mut self, raw: Vec<Spanned<String>>) -> Vec<Cidr> {
+        raw.iter()
+            .enumerate()
+            .filter_map(|(i, entry)| {
+                let cidr = Cidr::parse(&entry.value);
+                if cidr.is_none() {
+                    self.err(
+                        entry,
+                        format!(
+                            "trusted_proxies[{i}]: invalid {:?}: expected an address or a CIDR like 10.0.0.0/8",
+                            entry.value
+                        ),
+                    );
+                }
+                cidr
+            })
+            .collect()
+    }
+
     pub(super) fn upstreams(
         &mut self,
         raw: BTreeMap<String, Spanned<RawUpstream>>,
@@ -13,7 +33,13 @@ impl Checker<'_> {
             let RawUpstream {
                 servers,
                 balance,
+                hash_key,
                 health_check,
+                passive,
+                connect_timeout,
+                tls,
+                sni,
+                ca_file,
             } = entry.value;
             let servers = servers.unwrap_or_default();
             if servers.is_empty() {
@@ -22,17 +48,11 @@ impl Checker<'_> {
                     format!("{at}: needs `servers`, a list of host:port"),
                 );
             }
-            for (i, server) in servers.iter().enumerate() {
-                if !is_host_port(&server.value) {
-                    self.err(
-                        server,
-                        format!(
-                            "{at}.servers[{i}]: invalid server {:?}: expected host:port",
-                            server.value
-                        ),
-                    );
-                }
-            }
+            let servers = servers
+                .iter()
+                .enumerate()
+                .map(|(i, server)| self.server(&format!("{at}.servers[{i}]"), server))
+                .collect();
             let balance = self.one_of(
                 &format!("{at}.balance"),
                 balance.as_ref(),
@@ -44,29 +64,150 @@ impl Checker<'_> {
                 ],
                 Balance::RoundRobin,
             );
-            let health_check = health_check.map(|hc| {
-                let RawHealthCheck { path, interval } = hc.value;
-                HealthCheckConfig {
-                    path: self.http_path(
-                        &format!("{at}.health_check.path"),
-                        path.as_ref(),
-                        default::HEALTH_CHECK_PATH,
-                    ),
-                    interval: self.positive_duration(
-                        &format!("{at}.health_check.interval"),
-                        interval.as_ref(),
-                        default::HEALTH_CHECK_INTERVAL,
+            let hash_key = hash_key
+                .map(|key| self.hash_key(&format!("{at}.hash_key"), &key))
+                .unwrap_or(HashKey::ClientIp);
+            let health_check = health_check.map(|hc| self.health_check(&at, hc.value));
+            let passive = passive.map(|p| {
+                let RawPassive {
+                    failures,
+                    eject_for,
+                } = p.value;
+                PassiveConfig {
+                    failures: u32::try_from(self.count(
+                        &format!("{at}.passive.failures"),
+                        failures.as_ref(),
+                        1,
+                        default::PASSIVE_FAILURES,
+                    ))
+                    .unwrap_or(u32::MAX),
+                    eject_for: self.positive_duration(
+                        &format!("{at}.passive.eject_for"),
+                        eject_for.as_ref(),
+                        default::EJECT_FOR,
                     ),
                 }
             });
+            let connect_timeout = self.positive_duration(
+                &format!("{at}.connect_timeout"),
+                connect_timeout.as_ref(),
+                default::CONNECT_TIMEOUT,
+            );
+            let sni = sni.map(|sni| {
+                if !is_host_name(&sni.value) {
+                    self.err(&sni, format!("{at}.sni: invalid host name {:?}", sni.value));
+                }
+                sni.value
+            });
+            let ca_file = ca_file.map(|path| {
+                if let Err(problem) = check_ca_file(&path.value) {
+                    self.err(&path, format!("{at}.ca_file: {problem}"));
+                }
+                PathBuf::from(path.value)
+            });
+            let tls = tls.unwrap_or(false);
+            if !tls && ca_file.is_some() {
+                self.at(
+                    Pos::of(entry.referenced),
+                    format!("{at}: ca_file is only used with `tls: true`"),
+                );
+            }
             out.push(UpstreamConfig {
                 name,
-                servers: servers.into_iter().map(|s| s.value).collect(),
+                servers,
                 balance,
+                hash_key,
                 health_check,
+                passive,
+                connect_timeout,
+                tls,
+                sni,
+                ca_file,
             });
         }
         out
+    }
+
+    fn server(&mut self, at: &str, server: &Spanned<RawServer>) -> ServerConfig {
+        let RawServer { addr, weight } = &server.value;
+        if !is_host_port(addr) {
+            self.err(
+                server,
+                format!("{at}: invalid server {addr:?}: expected host:port"),
+            );
+        }
+        let weight = match weight {
+            None => 1,
+            Some(w) if (1..=1000).contains(w) => *w as usize,
+            Some(w) => {
+                self.err(server, format!("{at}.weight: {w} is not in 1..=1000"));
+                1
+            }
+        };
+        ServerConfig {
+            addr: addr.clone(),
+            weight,
+        }
+    }
+
+    fn hash_key(&mut self, at: &str, key: &Spanned<String>) -> HashKey {
+        let text = key.value.as_str();
+        let named = |prefix: &str| text.strip_prefix(prefix).filter(|n| is_http_token(n));
+        if text == "client_ip" {
+            HashKey::ClientIp
+        } else if text == "path" {
+            HashKey::Path
+        } else if let Some(name) = named("header:") {
+            HashKey::Header(name.to_ascii_lowercase())
+        } else if let Some(name) = named("cookie:") {
+            HashKey::Cookie(name.to_owned())
+        } else {
+            self.err(
+                key,
+                format!("{at}: {text:?} is not client_ip, header:NAME, cookie:NAME or path"),
+            );
+            HashKey::ClientIp
+        }
+    }
+
+    fn health_check(&mut self, at: &str, raw: RawHealthCheck) -> HealthCheckConfig {
+        let RawHealthCheck {
+            path,
+            interval,
+            timeout,
+            healthy_after,
+            unhealthy_after,
+        } = raw;
+        let at = format!("{at}.health_check");
+        HealthCheckConfig {
+            path: self.http_path(
+                &format!("{at}.path"),
+                path.as_ref(),
+                default::HEALTH_CHECK_PATH,
+            ),
+            interval: self.positive_duration(
+                &format!("{at}.interval"),
+                interval.as_ref(),
+                default::HEALTH_CHECK_INTERVAL,
+            ),
+            timeout: self.positive_duration(
+                &format!("{at}.timeout"),
+                timeout.as_ref(),
+                default::HEALTH_CHECK_TIMEOUT,
+            ),
+            healthy_after: self.count(
+                &format!("{at}.healthy_after"),
+                healthy_after.as_ref(),
+                1,
+                default::HEALTHY_AFTER,
+            ),
+            unhealthy_after: self.count(
+                &format!("{at}.unhealthy_after"),
+                unhealthy_after.as_ref(),
+                1,
+                default::UNHEALTHY_AFTER,
+            ),
+        }
     }
 
     pub(super) fn upstream_ref(
@@ -96,6 +237,9 @@ impl Checker<'_> {
                 host,
                 upstream,
                 strip_prefix,
+                auth,
+                timeout,
+                rate_limit,
             } = entry.value;
             let (Some(path_prefix), Some(upstream)) = (path_prefix, upstream) else {
                 self.at(
@@ -116,15 +260,43 @@ impl Checker<'_> {
                         ),
                     );
                 }
-                host.value
+                host.value.to_ascii_lowercase()
             });
+            let auth = self.one_of(
+                &format!("{at}.auth"),
+                auth.as_ref(),
+                &[
+                    ("public", RouteAuth::Public),
+                    ("authenticated", RouteAuth::Authenticated),
+                ],
+                RouteAuth::Public,
+            );
+            let timeout = self.optional_duration(
+                &format!("{at}.timeout"),
+                timeout.as_ref(),
+                Some(default::ROUTE_TIMEOUT),
+            );
+            let rate_limit = rate_limit.and_then(|r| self.rate(&format!("{at}.rate_limit"), r));
             out.push(RouteConfig {
                 path_prefix,
                 host,
                 upstream: upstream.value,
                 strip_prefix: strip_prefix.unwrap_or(false),
+                auth,
+                timeout,
+                rate_limit,
             });
         }
         out
     }
+}
+
+/// Whether `path` holds at least one PEM certificate this build can use as a CA.
+fn check_ca_file(path: &str) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let certs = crate::proxy::tls::parse_ca_bundle(&text);
+    if certs.is_empty() {
+        return Err(format!("{path} holds no PEM certificate"));
+    }
+    Ok(())
 }

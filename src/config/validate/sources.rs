@@ -228,7 +228,10 @@ routes:
             config.upstreams[0].health_check,
             Some(HealthCheckConfig {
                 path: "/healthz".into(),
-                interval: Duration::from_secs(2)
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(2),
+                healthy_after: 1,
+                unhealthy_after: 2,
             })
         );
         assert_eq!(config.routes[0].host.as_deref(), Some("example.com"));
