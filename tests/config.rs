@@ -100,7 +100,14 @@ fn shipped_gateway_yaml_loads() {
             ),
         ]
     );
-    assert!(config.routes.is_empty() && config.upstreams.is_empty());
+    // /api/ goes to the reference upstream, whose health is checked.
+    assert_eq!(config.routes.len(), 1);
+    assert_eq!(
+        (config.routes[0].path_prefix.as_str(), config.routes[0].upstream.as_str()),
+        ("/api/", "reference")
+    );
+    assert_eq!(config.upstreams[0].servers[0].addr, "127.0.0.1:9001");
+    assert!(config.upstreams[0].health_check.is_some());
 }
 
 #[test]
