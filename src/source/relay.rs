@@ -23,6 +23,9 @@ use crate::config::{
 };
 use crate::proxy::Selected;
 
+/// How soon to ask the broker again for the lease when it could not answer.
+const BROKER_RETRY: Duration = Duration::from_millis(200);
+
 /// A connection that stayed up this long was healthy, even without events: the next reconnect
 /// starts from the base delay.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
@@ -204,16 +207,22 @@ impl Relay {
         let name = &self.cfg.name;
         let mut gone = pin!(self.unwanted());
         loop {
-            match self.ctx.broker.lead_source(name).await {
+            // Another node leads: ask again at its lease's renewal pace. The broker cannot
+            // answer yet (starting, reconnecting): ask again soon.
+            let again = match self.ctx.broker.lead_source(name).await {
                 Ok(true) => return true,
-                Ok(false) => self.status.set_phase(Phase::Standby),
+                Ok(false) => {
+                    self.status.set_phase(Phase::Standby);
+                    SOURCE_LEASE_RENEW
+                }
                 Err(e) => {
                     tracing::debug!(source = %name, error = %e, "cannot take the source's lease yet");
                     self.status.set_phase(Phase::Standby);
+                    BROKER_RETRY
                 }
-            }
+            };
             tokio::select! {
-                () = tokio::time::sleep(SOURCE_LEASE_RENEW) => {}
+                () = tokio::time::sleep(again) => {}
                 () = &mut gone => return false,
             }
         }

@@ -317,7 +317,27 @@ impl Cluster {
             });
             cluster.start_node(index).await?;
         }
+        cluster.wait_source_connected().await?;
         Ok(cluster)
+    }
+
+    /// Waits until the upstream has its one stream client (the cluster's source): a
+    /// notification posted before that is one no gateway could have read, since the upstream
+    /// replays only to a client that names where it stopped.
+    async fn wait_source_connected(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, body)) = get(self.upstream_addr, "/api/info", None).await {
+                let info: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if info["stream_clients"].as_u64() == Some(1) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("the cluster's source never connected to the upstream"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn log(&self, name: &str) -> Option<PathBuf> {
