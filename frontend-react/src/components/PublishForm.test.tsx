@@ -119,7 +119,7 @@ describe('PublishForm', () => {
       const { user } = setup(fetchReplies(jsonReply(202, { id: '1-1', channels: ['news'] })));
       await user.click(screen.getByRole('radio', { name: /Bytes/ }));
       await user.upload(screen.getByLabelText('Or load a file'), new File([new Uint8Array(MAX_FILE_BYTES + 1)], 'big.bin'));
-      expect(await screen.findByTestId('publish-error')).toHaveTextContent('Too large to load: big.bin is 1,048,577 bytes');
+      expect(await screen.findByTestId('publish-error')).toHaveTextContent('Too large to load: big.bin is 1,048,577 bytes, and the form loads at most 1 MiB.');
       expect(screen.getByLabelText('Bytes (hex)')).toHaveValue('');
     });
 

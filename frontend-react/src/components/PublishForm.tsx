@@ -28,6 +28,7 @@ const DEFAULT_TYPE: Record<DataKind, string> = { json: 'message', bytes: DEFAULT
  * the page; the gateway's own limit (`limits.max_event_bytes`, 64 KiB by default) is far lower.
  */
 export const MAX_FILE_BYTES = 1024 * 1024;
+const MAX_FILE_WORDS = `${MAX_FILE_BYTES / 2 ** 20} MiB`;
 
 /** The request's data from the form's fields, or what is wrong with them in words. */
 function readData(kind: DataKind, json: string, hex: string): { data: unknown } | { dataBase64: string } | { error: ErrorText } {
@@ -102,7 +103,7 @@ export function PublishForm({ defaultChannel = 'news', onPublishing }: PublishFo
     if (file.size > MAX_FILE_BYTES) {
       setResult({
         error: {
-          title: `Too large to load: ${file.name} is ${byteCount(file.size)}, and the form loads at most ${byteCount(MAX_FILE_BYTES)}.`,
+          title: `Too large to load: ${file.name} is ${byteCount(file.size)}, and the form loads at most ${MAX_FILE_WORDS}.`,
           detail: '',
         },
       });
@@ -162,7 +163,7 @@ export function PublishForm({ defaultChannel = 'news', onPublishing }: PublishFo
                 <input id="publish-file" type="file" onChange={loadFile} aria-describedby="publish-bytes-hint" />
               </div>
               <p id="publish-bytes-hint" className="hint">
-                Two hex digits a byte, spaces optional; a file (at most {byteCount(MAX_FILE_BYTES)}) fills them in. The feed shows
+                Two hex digits a byte, spaces optional; a file (at most {MAX_FILE_WORDS}) fills them in. The feed shows
                 events whose type ends in <code>{BINARY_TYPE_SUFFIX}</code> as bytes.
               </p>
             </>
