@@ -322,6 +322,47 @@ describe('web UI against a real gateway and upstream', () => {
     });
   });
 
+  it('shows a data_base64 event as its size and a hex preview', CASE, (t) => {
+    const channel = unique('bin');
+    return inFreshPage(t, `/?channel=${channel}`, async (page) => {
+      await statusIs(page, 'open');
+      // 40 bytes no text encoding would carry: more than the preview's 32.
+      const bytes = Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff, ...Array.from({ length: 34 }, (_, i) => 0x80 + i)]);
+      const res = await api('POST', '/broadcast', { channel, event: 'blob.bin', data_base64: bytes.toString('base64') });
+      assert.equal(res.status, 202, `POST /broadcast: ${JSON.stringify(res.json)}`);
+      const item = page.locator('[data-testid="event-item"][data-event-type="blob.bin"]');
+      await item.waitFor({ timeout: WAIT_MS });
+      assert.equal(await item.locator('.event-id').textContent(), res.json.id);
+      assert.equal(await item.locator('[data-testid="event-bytes-size"]').textContent(), '40 bytes');
+      const hex = [...bytes.subarray(0, 32)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+      assert.equal(await item.locator('[data-testid="event-bytes-hex"]').textContent(), `${hex} …`);
+      assert.match(hex, /^de ad be ef 00 ff 80 81/);
+    });
+  });
+
+  it('publishes a file from the form as data_base64 and shows its bytes', CASE, (t) => {
+    const channel = unique('binform');
+    return inFreshPage(t, `/?channel=${channel}`, async (page) => {
+      await statusIs(page, 'open');
+      await page.fill('#publish-channel', channel);
+      await page.check('input[name="publish-data-kind"][value="bytes"]');
+      await page.setInputFiles('#publish-file', { name: 'five.bin', mimeType: 'application/octet-stream', buffer: Buffer.from([0, 1, 2, 0xff, 0xfe]) });
+      await page.waitForFunction(() => document.querySelector('#publish-bytes')?.value === '00 01 02 ff fe', null, { timeout: WAIT_MS });
+      await page.fill('#publish-credential-secret', key);
+      const sent = page.waitForRequest((r) => new URL(r.url()).pathname === '/broadcast', { timeout: WAIT_MS });
+      await page.click('button:has-text("Publish")');
+      assert.deepEqual((await sent).postDataJSON(), { channel, event: 'blob.bin', data_base64: 'AAEC//4=' });
+      await page.locator('[data-testid="publish-result"]').waitFor({ timeout: WAIT_MS });
+      const item = page.locator('[data-testid="event-item"][data-event-type="blob.bin"]');
+      await item.waitFor({ timeout: WAIT_MS });
+      assert.equal(await item.locator('[data-testid="event-bytes-size"]').textContent(), '5 bytes');
+      assert.equal(await item.locator('[data-testid="event-bytes-hex"]').textContent(), '00 01 02 ff fe');
+      // The base64 the gateway delivered, one click away.
+      await item.locator('button:has-text("Show as text")').click();
+      assert.equal(await item.locator('.event-data').textContent(), 'AAEC//4=');
+    });
+  });
+
   it('shows live stats with the admin key', CASE, (t) =>
     inFreshPage(t, `/?channel=${unique('stats')}`, async (page) => {
       await page.fill('#stats-credential-secret', key);

@@ -45,11 +45,8 @@ export interface GatewayStats {
   sources?: SourceStats[];
 }
 
-export interface PublishRequest {
-  channel: string;
-  event?: string;
-  data: unknown;
-}
+/** An event to publish: JSON `data`, or bytes as standard base64 (`data_base64`), never both. */
+export type PublishRequest = { channel: string; event?: string } & ({ data: unknown } | { dataBase64: string });
 
 export interface PublishReply {
   id: string;
@@ -69,8 +66,10 @@ async function call<T>(doFetch: FetchLike, url: string, init: RequestInit): Prom
 
 /** `POST /broadcast`: 202 with the event's id, or a `GatewayError`. */
 export function publish(req: PublishRequest, credential: Credential | null, doFetch: FetchLike = fetch): Promise<PublishReply> {
-  const body: Record<string, unknown> = { channel: req.channel, data: req.data };
+  const body: Record<string, unknown> = { channel: req.channel };
   if (req.event) body.event = req.event;
+  if ('dataBase64' in req) body.data_base64 = req.dataBase64;
+  else body.data = req.data;
   return call<PublishReply>(doFetch, '/broadcast', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...credentialHeaders(credential) },

@@ -42,6 +42,53 @@ describe('EventFeed', () => {
     expect(screen.getByTestId('connection-status-last-id')).toHaveTextContent('5-2');
   });
 
+  it('shows a .bin event as its size and a hex preview, and as text on request', async () => {
+    const { fake } = setup();
+    act(() => fake.last().open());
+    // Listened for without a filter: the publish form's binary type.
+    expect(fake.last().listened()).toContain('blob.bin');
+    const bytes = Uint8Array.from({ length: 40 }, (_, i) => 0xd0 + i);
+    const base64 = Buffer.from(bytes).toString('base64');
+    act(() => fake.last().emit('blob.bin', base64, '6-1'));
+    const item = screen.getByTestId('event-item');
+    expect(within(item).getByTestId('event-bytes-size')).toHaveTextContent('40 bytes');
+    // The first 32 bytes, and a mark that there are more.
+    const hex = Array.from(bytes.subarray(0, 32), (b) => b.toString(16).padStart(2, '0')).join(' ');
+    expect(within(item).getByTestId('event-bytes-hex').textContent).toBe(`${hex} …`);
+    expect(hex.startsWith('d0 d1 d2')).toBe(true);
+    expect(item).not.toHaveTextContent(base64);
+    await userEvent.click(within(item).getByRole('button', { name: 'Show as text' }));
+    expect(item).toHaveTextContent(base64);
+    expect(within(item).queryByTestId('event-bytes-size')).toBeNull();
+  });
+
+  it('shows any event whose data is base64 as bytes when asked, and offers it for no other', async () => {
+    const { fake } = setup();
+    act(() => fake.last().open());
+    act(() => {
+      fake.last().emit('message', 'AAEC//4=', '6-1');
+      fake.last().emit('message', { text: 'hello' }, '6-2');
+    });
+    const [json, binary] = screen.getAllByTestId('event-item');
+    expect(binary).toHaveTextContent('AAEC//4=');
+    expect(within(json).queryByTestId('event-bytes-toggle')).toBeNull();
+    await userEvent.click(within(binary).getByRole('button', { name: 'Show as bytes' }));
+    expect(within(binary).getByTestId('event-bytes-size')).toHaveTextContent('5 bytes');
+    expect(within(binary).getByTestId('event-bytes-hex').textContent).toBe('00 01 02 ff fe');
+  });
+
+  it('shows a .bin event whose data is not base64 as text, and says why', () => {
+    const { fake } = setup();
+    act(() => fake.last().open());
+    act(() => fake.last().emit('blob.bin', 'not base64!', '6-1'));
+    const item = screen.getByTestId('event-item');
+    expect(item).toHaveTextContent('not base64!');
+    expect(within(item).getByTestId('event-bytes-error')).toHaveTextContent(
+      'Shown as text: the type says bytes, but the data is not standard base64: 11 characters, not a multiple of 4',
+    );
+    expect(within(item).queryByTestId('event-bytes-toggle')).toBeNull();
+  });
+
   it('keeps at most `cap` events and counts the dropped ones, in batched renders', async () => {
     const { fake } = setup({ cap: 500, flushMs: 20 });
     act(() => fake.last().open());

@@ -1,4 +1,5 @@
 import { useMemo, useState, type FormEvent } from 'react';
+import { DEFAULT_BINARY_TYPE } from '../bytes';
 import type { AppEvents } from '../gateway';
 import { useBoundedFeed } from '../hooks/useBoundedFeed';
 import type { BackoffOptions } from '../sse/backoff';
@@ -14,7 +15,7 @@ import { ResetNotice } from './ResetNotice';
  * Event types listened for by default. An EventSource hands a named event only to listeners of
  * that name, so types beyond these must be named (the type filter, or a type you publish).
  */
-export const DEFAULT_TYPES = ['message', 'notification', 'metrics', 'alert', 'headline'];
+export const DEFAULT_TYPES = ['message', 'notification', 'metrics', 'alert', 'headline', DEFAULT_BINARY_TYPE];
 
 const SUGGESTED_CHANNELS = ['notifications', 'news', 'metrics'];
 

@@ -1,10 +1,10 @@
-import { render, screen } from '@testing-library/react';
+import { render, screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { describe, expect, it, vi } from 'vitest';
 import { SseProvider } from '../sse/react';
 import type { FetchLike } from '../sse/types';
 import { fetchReplies, gatewayError, jsonReply } from '../test/fakes';
-import { PublishForm } from './PublishForm';
+import { MAX_FILE_BYTES, PublishForm } from './PublishForm';
 
 function setup(fetch: FetchLike, onPublishing = vi.fn()) {
   render(
@@ -85,5 +85,67 @@ describe('PublishForm', () => {
     await fillAndPublish(user, { key: 'k', data: 'hello' });
     expect(await screen.findByTestId('publish-error')).toHaveTextContent('Data is not valid JSON');
     expect(fetch).not.toHaveBeenCalled();
+  });
+
+  describe('bytes', () => {
+    const sentBody = (fetch: ReturnType<typeof fetchReplies>) => JSON.parse(fetch.mock.calls[0][1]?.body as string);
+
+    it('publishes hex as data_base64, with a type the feed shows as bytes', async () => {
+      const fetch = fetchReplies(jsonReply(202, { id: '3-1', channels: ['news'] }));
+      const { user, onPublishing } = setup(fetch);
+      await user.click(screen.getByRole('radio', { name: 'Bytes (sent as data_base64)' }));
+      expect(screen.getByLabelText('Event type')).toHaveValue('blob.bin');
+      expect(screen.queryByLabelText('Data (JSON)')).toBeNull();
+      await user.type(screen.getByLabelText('Bytes (hex)'), 'DE AD be ef 00');
+      await fillAndPublish(user, { key: 'k' });
+      expect(await screen.findByTestId('publish-result')).toHaveTextContent('Published event 3-1 on news.');
+      // Exactly the gateway's form: data_base64 and no data beside it.
+      expect(sentBody(fetch)).toEqual({ channel: 'news', event: 'blob.bin', data_base64: '3q2+7wA=' });
+      expect(onPublishing).toHaveBeenCalledWith('blob.bin');
+    });
+
+    it('loads a file as its bytes', async () => {
+      const fetch = fetchReplies(jsonReply(202, { id: '3-2', channels: ['news'] }));
+      const { user } = setup(fetch);
+      await user.click(screen.getByRole('radio', { name: /Bytes/ }));
+      await user.upload(screen.getByLabelText('Or load a file'), new File([Uint8Array.of(0, 1, 2, 0xff, 0xfe)], 'five.bin'));
+      await waitFor(() => expect(screen.getByLabelText('Bytes (hex)')).toHaveValue('00 01 02 ff fe'));
+      await fillAndPublish(user, { key: 'k' });
+      await screen.findByTestId('publish-result');
+      expect(sentBody(fetch).data_base64).toBe('AAEC//4=');
+    });
+
+    it('refuses a file too large to load, in words', async () => {
+      const { user } = setup(fetchReplies(jsonReply(202, { id: '1-1', channels: ['news'] })));
+      await user.click(screen.getByRole('radio', { name: /Bytes/ }));
+      await user.upload(screen.getByLabelText('Or load a file'), new File([new Uint8Array(MAX_FILE_BYTES + 1)], 'big.bin'));
+      expect(await screen.findByTestId('publish-error')).toHaveTextContent('Too large to load: big.bin is 1,048,577 bytes, and the form loads at most 1 MiB.');
+      expect(screen.getByLabelText('Bytes (hex)')).toHaveValue('');
+    });
+
+    it.each([
+      ['de ad bx', '"x" is not a hex digit'],
+      ['abc', '3 hex digits, and a byte is two'],
+      ['', 'No bytes: enter them as hex, or load a file.'],
+    ])('refuses %j without sending anything', async (hex, words) => {
+      const fetch = fetchReplies(jsonReply(202, { id: '1-1', channels: ['news'] }));
+      const { user } = setup(fetch);
+      await user.click(screen.getByRole('radio', { name: /Bytes/ }));
+      if (hex) await user.type(screen.getByLabelText('Bytes (hex)'), hex);
+      await fillAndPublish(user, { key: 'k' });
+      expect(await screen.findByTestId('publish-error')).toHaveTextContent(words);
+      expect(fetch).not.toHaveBeenCalled();
+    });
+
+    it('keeps an event type you typed when you switch between JSON and bytes', async () => {
+      const { user } = setup(fetchReplies(jsonReply(202, { id: '1-1', channels: ['news'] })));
+      await user.click(screen.getByRole('radio', { name: /Bytes/ }));
+      await user.click(screen.getByRole('radio', { name: 'JSON' }));
+      expect(screen.getByLabelText('Event type')).toHaveValue('message');
+      await user.clear(screen.getByLabelText('Event type'));
+      await user.type(screen.getByLabelText('Event type'), 'frame');
+      await user.click(screen.getByRole('radio', { name: /Bytes/ }));
+      expect(screen.getByLabelText('Event type')).toHaveValue('frame');
+    });
   });
 });

@@ -1,9 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { fakeEventSource, fetchReplies, gatewayError, jsonReply, streamReply } from '../test/fakes';
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff';
+import { Base64Error } from './base64';
 import { SseClient, type SseClientOptions } from './client';
 import { GatewayError } from './errors';
 import { ticketSource } from './tickets';
+import type { SseEvent } from './types';
 
 const BASE = 'http://gw.test/';
 
@@ -209,6 +211,21 @@ describe('SseClient', () => {
     fake.last().emit('alert', 'plain text', '1-2');
     expect(got).toEqual(['Deployed']);
     expect(alerts).toHaveBeenCalledWith(expect.objectContaining({ type: 'alert', data: 'plain text', json: undefined, id: '1-2' }));
+  });
+
+  it('hands out the bytes of an event published with data_base64, on request', () => {
+    const { client, fake } = makeClient();
+    const events: SseEvent[] = [];
+    client.onAny((e) => events.push(e));
+    client.start();
+    fake.last().emit('message', 'AAEC//4=', '1-1'); // what the gateway sends for data_base64
+    fake.last().emit('message', { text: 'hello' }, '1-2');
+    expect(events[0].data).toBe('AAEC//4=');
+    expect(events[0].bytes()).toEqual(Uint8Array.of(0x00, 0x01, 0x02, 0xff, 0xfe));
+    // Nothing on the wire marks an event binary: text data is only refused when asked for bytes.
+    expect(events[1].json).toEqual({ text: 'hello' });
+    expect(() => events[1].bytes()).toThrow(Base64Error);
+    expect(() => events[1].bytes()).toThrow(/not standard base64/);
   });
 
   it('fetches a new ticket for every EventSource and never lets the browser reuse one', async () => {

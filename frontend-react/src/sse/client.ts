@@ -1,4 +1,5 @@
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
+import { decodeBase64 } from './base64';
 import { GatewayError } from './errors';
 import {
   CONNECTING,
@@ -278,7 +279,14 @@ export class SseClient<M extends EventMap = EventMap> {
   private onMessage(ev: MessageEvent): void {
     const data = typeof ev.data === 'string' ? ev.data : String(ev.data ?? '');
     const id = ev.lastEventId || this.snap.lastEventId;
-    const event: SseEvent<never> = { type: ev.type, id, data, json: parseJson(data) as never, receivedAt: Date.now() };
+    const event: SseEvent<never> = {
+      type: ev.type,
+      id,
+      data,
+      json: parseJson(data) as never,
+      receivedAt: Date.now(),
+      bytes: () => decodeBase64(data),
+    };
     if (id !== this.snap.lastEventId) this.set({ lastEventId: id });
 
     if (ev.type === RESET_EVENT) {

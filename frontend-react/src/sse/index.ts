@@ -5,6 +5,7 @@
  */
 export { SseClient, RESET_EVENT, TOKEN_EXPIRED_EVENT, type SseClientOptions, type SseSnapshot } from './client';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
+export { Base64Error, decodeBase64, encodeBase64 } from './base64';
 export { GatewayError } from './errors';
 export { ticketSource, credentialHeaders, type Credential, type TicketSourceOptions } from './tickets';
 export {

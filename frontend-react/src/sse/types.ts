@@ -13,6 +13,12 @@ export interface SseEvent<T = unknown> {
   json: T | undefined;
   /** `Date.now()` when the event arrived. */
   receivedAt: number;
+  /**
+   * `data` decoded as standard base64: the bytes of an event published with `data_base64`.
+   * Nothing on the wire says which events are binary, so this decodes when asked (on every call)
+   * and throws `Base64Error` when the data is not base64.
+   */
+  bytes(): Uint8Array;
 }
 
 /** Maps event types to the JSON shape of their data, for typed listeners. */
