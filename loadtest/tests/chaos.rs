@@ -1,5 +1,5 @@
 //! `sse-chaos` end to end, against the real gateway, reference upstream and `redis-server`:
-//! a short run with one fault ends by itself with a report whose figures add up, and every
+//! a short run with one fault ends by itself, passes, and its report's figures add up, and every
 //! process it started is gone when it ends, also when it is interrupted.
 
 use std::io::{BufRead, BufReader};
@@ -73,7 +73,7 @@ fn count(v: &Value) -> u64 {
 }
 
 #[test]
-fn a_short_run_with_a_redis_restart_ends_by_itself_and_its_figures_add_up() {
+fn a_short_run_with_a_redis_restart_loses_nothing_and_its_figures_add_up() {
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sse-chaos"))
         .args(["--duration", "5s", "--faults", "redis", "--nodes", "2"])
@@ -93,20 +93,12 @@ fn a_short_run_with_a_redis_restart_ends_by_itself_and_its_figures_add_up() {
         .unwrap_or_else(|| panic!("no JSON line; stderr:\n{stderr}"));
     let report: Value = serde_json::from_str(line).expect("JSON");
 
-    // It ended by itself, with a verdict that matches its exit status. (Until the Redis
-    // broker stops losing events accepted just after Redis comes back empty, this run may
-    // fail: see the README's Reliability section. Then assert `pass` here.)
-    let pass = report["pass"].as_bool().expect("pass");
-    assert_eq!(
-        out.status.code(),
-        Some(if pass { 0 } else { 1 }),
-        "{stderr}"
-    );
+    // It ended by itself and passed: nothing accepted was lost or duplicated through the
+    // Redis restart (the README's Reliability section; the long run is `loadtest/run --chaos`).
     let verdict = report["verdict"].as_str().expect("verdict");
-    assert!(
-        verdict.starts_with(if pass { "PASS" } else { "FAIL" }),
-        "{verdict}"
-    );
+    assert_eq!(report["pass"], Value::Bool(true), "{verdict}\n{stderr}");
+    assert!(verdict.starts_with("PASS"), "{verdict}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 
     // The one fault happened, at its place (half way), and was logged.
     let faults = report["faults"].as_array().expect("faults");
@@ -161,13 +153,9 @@ fn a_short_run_with_a_redis_restart_ends_by_itself_and_its_figures_add_up() {
             by_phase("duplicated_events"),
             count(&c["duplicated_events"])
         );
-        let lost_or_dup = count(&c["lost_events"]) + count(&c["duplicated_events"]);
-        if lost_or_dup > 0 {
-            assert!(!pass, "{kind}: lost or duplicated events fail the run");
-        }
+        assert_eq!(count(&c["lost_events"]), 0, "{kind}: lost");
+        assert_eq!(count(&c["duplicated_events"]), 0, "{kind}: duplicated");
     }
-    // Before the fault nothing is lost (faults are what the run is about).
-    assert_eq!(count(&report["published"]["phases"][0]["lost_events"]), 0);
     assert_eq!(count(&report["subscribers"]["not_kept"]), 0);
     assert!(report["subscribers"]["resets"].is_object());
     assert_eq!(report["node_figures"].as_array().unwrap().len(), 2);

@@ -334,7 +334,9 @@ impl Cluster {
                 }
             }
             if Instant::now() > deadline {
-                return Err(anyhow!("the cluster's source never connected to the upstream"));
+                return Err(anyhow!(
+                    "the cluster's source never connected to the upstream"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
