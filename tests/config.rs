@@ -103,7 +103,10 @@ fn shipped_gateway_yaml_loads() {
     // /api/ goes to the reference upstream, whose health is checked.
     assert_eq!(config.routes.len(), 1);
     assert_eq!(
-        (config.routes[0].path_prefix.as_str(), config.routes[0].upstream.as_str()),
+        (
+            config.routes[0].path_prefix.as_str(),
+            config.routes[0].upstream.as_str()
+        ),
         ("/api/", "reference")
     );
     assert_eq!(config.upstreams[0].servers[0].addr, "127.0.0.1:9001");
