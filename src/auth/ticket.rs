@@ -13,9 +13,9 @@
 //! other gets 401 `invalid_ticket`. A URL that leaks after the stream opened is worth nothing.
 //!
 //! # Layout
-//! - [`local`]: with the memory broker, tickets live in this process, bounded in entries and
+//! - `local`: with the memory broker, tickets live in this process, bounded in entries and
 //!   bytes (a ticket is redeemed on the node that issued it, which is the only node);
-//! - [`shared`]: with a shared broker (Redis), tickets live there, keyed by their hash, so
+//! - `shared`: with a shared broker (Redis), tickets live there, keyed by their hash, so
 //!   any node redeems a ticket any node issued, once.
 
 mod local;

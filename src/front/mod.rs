@@ -1,7 +1,7 @@
 //! The HTTP front: pingora's proxy owns the listener, and this is its [`ProxyHttp`]: the
-//! gateway's own endpoints are answered from `request_filter` ([`router`]), streams are handed
+//! gateway's own endpoints are answered from `request_filter` (`router`), streams are handed
 //! off to tasks of their own (see [`crate::stream::open`]), and what a route takes is proxied by
-//! pingora to a server of the route's pool ([`proxied`]).
+//! pingora to a server of the route's pool (`proxied`).
 //!
 //! # Layout
 //! - this module: [`Front`] (the `ProxyHttp` hooks) and [`FrontApp`] (the listener's app: the
