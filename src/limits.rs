@@ -122,6 +122,12 @@ impl Drop for StreamPermit {
 }
 
 /// One fewer for `key`; the entry goes at zero, so the map only holds keys with open streams.
+/// Shows `max_connections` as a metric, so alerts and dashboards can compare the open streams
+/// with it without knowing the config.
+fn export_capacity(cfg: &LimitsConfig) {
+    metrics::MAX_CONNECTIONS.set(i64::try_from(cfg.max_connections).unwrap_or(i64::MAX));
+}
+
 fn release<K: Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
     if let Some(n) = map.get_mut(key) {
         *n -= 1;
@@ -134,6 +140,7 @@ fn release<K: Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
 impl Limits {
     /// The limits of `cfg`; with `cluster`, they also hold across the nodes sharing it.
     pub fn new(cfg: &LimitsConfig, cluster: Option<SharedBroker>) -> Arc<Limits> {
+        export_capacity(cfg);
         Arc::new(Limits {
             cluster,
             settings: ArcSwap::from_pointee(Settings::new(cfg, None)),
@@ -144,6 +151,7 @@ impl Limits {
     /// Takes the numbers of a reloaded `limits:`. Streams already open keep their places even
     /// where the new maximum is lower (they are not cut; new ones wait for room).
     pub fn reconfigure(&self, cfg: &LimitsConfig) {
+        export_capacity(cfg);
         let old = self.settings.load();
         self.settings
             .store(Arc::new(Settings::new(cfg, Some(&old))));

@@ -64,6 +64,9 @@ metric!(BROKER_EVENTS_LOST: IntCounter = register_int_counter!(
 metric!(BROKER_EVENTS_RESTORED: IntCounter = register_int_counter!(
     "sse_gateway_broker_events_restored_total",
     "Events this node gave back to a Redis log that lost its data, from its own history"));
+metric!(MAX_CONNECTIONS: IntGauge = register_int_gauge!(
+    "sse_gateway_max_connections",
+    "The node's limits.max_connections: the most streams it admits (alert on streams_open near it)"));
 metric!(PUBLISH_UNCONFIRMED: IntCounter = register_int_counter!(
     "sse_gateway_publish_unconfirmed_total",
     "Publishes answered 503 because their event did not come back to this node in time"));
@@ -158,6 +161,8 @@ pub fn init() {
     LazyLock::force(&CHANNELS);
     LazyLock::force(&HISTORY_EVENTS);
     LazyLock::force(&DRAINING);
+    LazyLock::force(&BROKER_UP);
+    LazyLock::force(&MAX_CONNECTIONS);
     LazyLock::force(&BROKER_EVENTS_RECOVERED);
     LazyLock::force(&BROKER_EVENTS_LOST);
     LazyLock::force(&BROKER_EVENTS_RESTORED);

@@ -265,6 +265,8 @@ impl Pool {
         if let Some(runtime) = runtime {
             pool.run_checks(runtime);
         }
+        // Every series of the pool from its start, so dashboards and alerts see zeros, not gaps.
+        metrics::UPSTREAM_LATENCY.with_label_values(&[&config.name]);
         for server in pool.servers.all() {
             metrics::UPSTREAM_HEALTHY
                 .with_label_values(&[&config.name, server.label()])
