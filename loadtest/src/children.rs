@@ -5,6 +5,7 @@
 //! The protocol is lines of text on the children's stdin and stdout:
 //!
 //! ```text
+//! child  → parent   progress {"open":N,"delivered":N}     (every second, from the start)
 //! child  → parent   ready {"open":N,"failed":N,"rss_kib_before":K,"rss_kib_idle":K}
 //! parent → child    done <last seq published>
 //! child  → parent   result {PoolStats as JSON, histograms as (value, count) pairs}
@@ -12,18 +13,24 @@
 //!
 //! A child ends after its result line, when its stdin closes (the parent is gone), or at its
 //! own `--duration`, which the parent sets a second short of its own deadline so the result
-//! still arrives in time; at the deadline the parent kills whatever is left.
+//! still arrives in time; at the deadline the parent kills whatever is left. The parent reads
+//! each child's stdout all along (a task per child), so `progress` lines never fill the pipe:
+//! they update the child's counts for the progress line, and the others wait in a small queue.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::options::Options;
 use crate::procfs::rss_kib;
+use crate::progress::{self, Counts};
 use crate::subscriber::{Pool, PoolSpec, PoolStats};
 use crate::{target, UsageError};
 
@@ -44,8 +51,18 @@ pub struct Ready {
 struct ChildProc {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    /// The child's protocol lines other than `progress`, in order.
+    messages: mpsc::Receiver<String>,
+    /// The child's last `progress` counts.
+    live: Arc<LiveCounts>,
     share: u64,
+}
+
+/// A child's last reported [`Counts`], written by its stdout reader.
+#[derive(Default)]
+struct LiveCounts {
+    open: AtomicU64,
+    delivered: AtomicU64,
 }
 
 /// The children of a multi-process run.
@@ -102,10 +119,12 @@ impl Children {
             let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
                 anyhow::bail!("child process without pipes");
             };
+            let live = Arc::new(LiveCounts::default());
             procs.push(ChildProc {
                 child,
                 stdin: Some(stdin),
-                stdout: BufReader::new(stdout),
+                messages: read_child(stdout, live.clone()),
+                live,
                 share,
             });
         }
@@ -117,7 +136,7 @@ impl Children {
     pub async fn wait_ready(&mut self, deadline: Instant) -> Ready {
         let mut total = Ready::default();
         for proc in &mut self.procs {
-            match read_message(&mut proc.stdout, "ready", deadline).await {
+            match next_message(&mut proc.messages, "ready", deadline).await {
                 Some(line) => match serde_json::from_str::<Ready>(&line) {
                     Ok(ready) => {
                         total.open += ready.open;
@@ -133,6 +152,20 @@ impl Children {
         total
     }
 
+    /// Reads the children's live counts (their last `progress` lines) added up, for the
+    /// progress line.
+    pub fn counts(&self) -> impl Fn() -> Counts + Send + Sync + 'static {
+        let live: Vec<Arc<LiveCounts>> = self.procs.iter().map(|p| p.live.clone()).collect();
+        move || {
+            live.iter()
+                .map(|c| Counts {
+                    open: c.open.load(Ordering::Relaxed),
+                    delivered: c.delivered.load(Ordering::Relaxed),
+                })
+                .fold(Counts::default(), |sum, c| sum + c)
+        }
+    }
+
     /// Tells the children that `last_seq` was the last event, collects their figures (at most
     /// until `deadline`) and kills them.
     pub async fn finish(mut self, last_seq: u64, deadline: Instant) -> PoolStats {
@@ -146,7 +179,7 @@ impl Children {
         }
         let mut total = PoolStats::default();
         for proc in &mut self.procs {
-            let stats = read_message(&mut proc.stdout, "result", deadline)
+            let stats = next_message(&mut proc.messages, "result", deadline)
                 .await
                 .and_then(|line| serde_json::from_str::<PoolStats>(&line).ok());
             match stats {
@@ -168,23 +201,79 @@ impl Children {
     }
 }
 
+/// The payload of `line` if it is a `tag` message.
+fn payload_of<'a>(line: &'a str, tag: &str) -> Option<&'a str> {
+    line.trim_end().strip_prefix(tag)?.strip_prefix(' ')
+}
+
+/// The next line of `reader` (at most [`MAX_LINE_BYTES`]); `None` at EOF or on error.
+async fn read_line<R>(reader: &mut R) -> Option<String>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    let mut line = String::new();
+    match (&mut *reader)
+        .take(MAX_LINE_BYTES)
+        .read_line(&mut line)
+        .await
+    {
+        Ok(n) if n > 0 => Some(line),
+        _ => None,
+    }
+}
+
 /// The payload of the next line starting with `tag `; `None` at EOF, on error or at `deadline`.
 async fn read_message<R>(reader: &mut R, tag: &str, deadline: Instant) -> Option<String>
 where
     R: tokio::io::AsyncBufRead + Unpin,
 {
     loop {
-        let mut line = String::new();
-        let mut limited = (&mut *reader).take(MAX_LINE_BYTES);
-        match tokio::time::timeout_at(deadline, limited.read_line(&mut line)).await {
-            Ok(Ok(n)) if n > 0 => {
-                if let Some(payload) = line.trim_end().strip_prefix(tag) {
-                    if let Some(payload) = payload.strip_prefix(' ') {
-                        return Some(payload.to_owned());
+        let line = tokio::time::timeout_at(deadline, read_line(reader))
+            .await
+            .ok()??;
+        if let Some(payload) = payload_of(&line, tag) {
+            return Some(payload.to_owned());
+        }
+    }
+}
+
+/// Reads a child's stdout to its end: `progress` lines go into `live`, the others into the
+/// returned queue (the child sends two: `ready` and `result`).
+fn read_child(stdout: ChildStdout, live: Arc<LiveCounts>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut stdout = BufReader::new(stdout);
+        while let Some(line) = read_line(&mut stdout).await {
+            match payload_of(&line, "progress") {
+                Some(payload) => {
+                    if let Ok(counts) = serde_json::from_str::<Counts>(payload) {
+                        live.open.store(counts.open, Ordering::Relaxed);
+                        live.delivered.store(counts.delivered, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    if tx.send(line).await.is_err() {
+                        return; // the parent is done with this child
                     }
                 }
             }
-            _ => return None,
+        }
+    });
+    rx
+}
+
+/// The payload of the next `tag` message of a child; `None` once it has ended or at `deadline`.
+async fn next_message(
+    messages: &mut mpsc::Receiver<String>,
+    tag: &str,
+    deadline: Instant,
+) -> Option<String> {
+    loop {
+        let line = tokio::time::timeout_at(deadline, messages.recv())
+            .await
+            .ok()??;
+        if let Some(payload) = payload_of(&line, tag) {
+            return Some(payload.to_owned());
         }
     }
 }
@@ -196,17 +285,15 @@ pub async fn run_child(opts: Options) -> anyhow::Result<()> {
     crate::procfs::raise_open_files_limit();
     let target = target::resolve(&opts.url).await?;
     let rss_kib_before = rss_kib(None).unwrap_or(0);
-    let pool = Pool::open(
-        PoolSpec {
-            target,
-            streams: opts.streams,
-            ramp: opts.ramp,
-            source_ips: opts.source_ips,
-            event_bytes: opts.event_bytes,
-        },
-        deadline,
-    )
-    .await;
+    let mut pool = Pool::new(PoolSpec {
+        target,
+        streams: opts.streams,
+        ramp: opts.ramp,
+        source_ips: opts.source_ips,
+        event_bytes: opts.event_bytes,
+    });
+    let reporter = tokio::spawn(report_progress(pool.counts()));
+    pool.open_all(deadline).await;
     let ready = Ready {
         open: pool.open_count(),
         failed: pool.failed_count(),
@@ -230,9 +317,22 @@ pub async fn run_child(opts: Options) -> anyhow::Result<()> {
         pool.settle(last_seq, Duration::from_secs_f64(opts.settle), deadline)
             .await;
     }
+    reporter.abort();
     let stats = pool.finish();
     say("result", &serde_json::to_string(&stats)?)?;
     Ok(())
+}
+
+/// Sends the pool's counts to the parent every [`progress::INTERVAL`], for its progress line.
+async fn report_progress(counts: impl Fn() -> Counts) {
+    let mut tick = tokio::time::interval(progress::INTERVAL);
+    loop {
+        tick.tick().await;
+        let line = serde_json::to_string(&counts()).unwrap_or_default();
+        if say("progress", &line).is_err() {
+            return; // the parent is gone
+        }
+    }
 }
 
 /// Writes one protocol line to stdout at once (it is read while we wait).

@@ -18,6 +18,7 @@
 //! - [`eventsource`]: a stream that reconnects with `Last-Event-ID` as a browser's would, and
 //!   reports every event and drop (for `sse-chaos`, which ends streams on purpose).
 //! - [`procfs`]: RSS and CPU from `/proc`, the open-files limit.
+//! - [`progress`]: the progress line on a terminal (streams open, events delivered, elapsed).
 //! - [`report`]: the figures, the text summary, the JSON line.
 
 pub mod children;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod options;
 pub mod payload;
 pub mod procfs;
+pub mod progress;
 pub mod publisher;
 pub mod report;
 pub mod subscriber;
@@ -41,6 +43,7 @@ pub use report::Report;
 
 use children::Children;
 use procfs::{rss_kib, CpuMark, RssSampler};
+use progress::ProgressLine;
 use publisher::{Outcome, Publisher};
 use report::{LoadgenFigures, Percentiles, ServerFigures};
 use subscriber::{Pool, PoolSpec, PoolStats};
@@ -96,6 +99,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         processes,
         ..LoadgenFigures::default()
     };
+    // Shown until the figures are in, then erased before the summary.
+    let progress;
     let (holders, streams_open) = if processes <= 1 {
         loadgen.rss_kib_before = rss_kib(None).unwrap_or(0);
         let spec = PoolSpec {
@@ -105,12 +110,15 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             source_ips: opts.source_ips,
             event_bytes: opts.event_bytes,
         };
-        let pool = Pool::open(spec, deadline).await;
+        let mut pool = Pool::new(spec);
+        progress = ProgressLine::start(opts.streams, pool.counts());
+        pool.open_all(deadline).await;
         loadgen.rss_kib_idle = rss_kib(None).unwrap_or(0);
         let open = pool.open_count();
         (Holders::Local(pool), open)
     } else {
         let mut children = Children::spawn(&opts, processes, deadline)?;
+        progress = ProgressLine::start(opts.streams, children.counts());
         let ready = children.wait_ready(deadline).await;
         loadgen.rss_kib_before = ready.rss_kib_before;
         loadgen.rss_kib_idle = ready.rss_kib_idle;
@@ -145,6 +153,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         }
         Holders::Children(children) => children.finish(publishing.last_seq, deadline).await,
     };
+    drop(progress);
     if opts.events > 0 {
         if let Some(spent) = cpu_mark.as_ref().and_then(CpuMark::spent) {
             server.cpu_percent_avg = spent.percent();

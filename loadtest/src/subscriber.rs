@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::http::{read_head, BodyDecoder, BodyKind};
 use crate::payload::{parse_data, unix_nanos};
+use crate::progress::Counts;
 use crate::report::{new_histogram, HistData};
 use crate::target::Target;
 
@@ -176,6 +177,8 @@ pub struct Pool {
     shared: Arc<Shared>,
     handles: Vec<AbortHandle>,
     requested: u64,
+    /// Streams opened per second.
+    ramp: f64,
 }
 
 /// What a pool is asked to open.
@@ -192,26 +195,42 @@ pub struct PoolSpec {
 }
 
 impl Pool {
-    /// Opens `spec.streams` streams at `spec.ramp` per second, and returns once each has opened
-    /// or failed, or at `deadline`.
-    pub async fn open(spec: PoolSpec, deadline: Instant) -> Pool {
-        let requested = spec.streams;
-        let ramp = spec.ramp;
-        let shared = Arc::new(Shared::new(spec));
-        let mut pool = Pool {
-            shared,
+    /// A pool of no stream yet: [`Pool::open_all`] opens them, and [`Pool::counts`] can be
+    /// watched meanwhile.
+    pub fn new(spec: PoolSpec) -> Pool {
+        let (requested, ramp) = (spec.streams, spec.ramp);
+        Pool {
+            shared: Arc::new(Shared::new(spec)),
             handles: Vec::with_capacity(usize::try_from(requested).unwrap_or(0)),
             requested,
-        };
-        pool.ramp(ramp, deadline).await;
-        while pool.resolved() < pool.requested && Instant::now() < deadline {
+            ramp,
+        }
+    }
+
+    /// Opens the `streams` of the pool's spec at its `ramp` per second, and returns once each
+    /// has opened or failed, or at `deadline`.
+    pub async fn open_all(&mut self, deadline: Instant) {
+        self.spawn_streams(deadline).await;
+        while self.resolved() < self.requested && Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
         }
-        pool
+    }
+
+    /// Reads the pool's live counts, from any task, for the progress line.
+    pub fn counts(&self) -> impl Fn() -> Counts + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || Counts {
+            open: shared
+                .open
+                .load(Ordering::Relaxed)
+                .saturating_sub(shared.disconnects.load(Ordering::Relaxed)),
+            delivered: shared.delivered.load(Ordering::Relaxed),
+        }
     }
 
     /// Spawns the stream tasks on schedule: by time t, `ramp × t` of them.
-    async fn ramp(&mut self, ramp: f64, deadline: Instant) {
+    async fn spawn_streams(&mut self, deadline: Instant) {
+        let ramp = self.ramp;
         let start = Instant::now();
         let mut spawned = 0u64;
         while spawned < self.requested && Instant::now() < deadline {

@@ -142,3 +142,102 @@ async fn the_deadline_ends_a_run_against_a_silent_server() {
     assert!(!report.pass);
     assert_eq!(report.streams_failed, 40);
 }
+
+/// Runs the real binary with `args` under `script` (util-linux), which gives it a pseudo
+/// terminal as stdin, stdout and stderr; returns everything it wrote there.
+async fn run_on_a_terminal(args: &[String]) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_sse-loadgen").to_owned())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The flags of [`raw_options`] for the binary, with 30 events at 10/s: a run of about three
+/// seconds, long enough for the line to be rewritten with every stream open.
+fn binary_args(base: &str, extra: &[&str]) -> Vec<String> {
+    let url = format!("{base}/sub");
+    let publish_url = format!("{base}/pub");
+    [
+        "--url",
+        &url,
+        "--publish-url",
+        &publish_url,
+        "--publish-format",
+        "raw",
+        "--streams",
+        "40",
+        "--events",
+        "30",
+        "--rate",
+        "10",
+        "--duration",
+        "15",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_sees_the_progress_line_rewritten_in_place() {
+    let base = fake_peer().await;
+    let screen = run_on_a_terminal(&binary_args(&base, &[])).await;
+    let updates: Vec<&str> = screen
+        .split("\r\x1b[2K")
+        .filter(|s| s.starts_with("sse-loadgen: streams "))
+        .collect();
+    assert!(updates.len() >= 2, "{screen:?}");
+    assert!(
+        updates
+            .iter()
+            .any(|u| u.starts_with("sse-loadgen: streams 40/40 open, ")
+                && u.contains(" events delivered, ")
+                && u.ends_with("s elapsed")),
+        "{updates:?}"
+    );
+    // Erased before the summary, which starts on a clean line.
+    let summary_at = screen.rfind("\r\x1b[2K").expect("erased") + "\r\x1b[2K".len();
+    assert!(
+        !screen[summary_at..].starts_with("sse-loadgen: streams"),
+        "the last thing on the line is the summary, not a stale progress line: {screen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_report_their_counts_to_the_parents_line() {
+    let base = fake_peer().await;
+    let screen = run_on_a_terminal(&binary_args(
+        &base,
+        &["--processes", "2", "--streams", "41"],
+    ))
+    .await;
+    assert!(
+        screen.contains("\r\x1b[2Ksse-loadgen: streams 41/41 open, "),
+        "{screen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_progress_line_when_stderr_is_not_a_terminal() {
+    let base = fake_peer().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sse-loadgen"))
+        .args(binary_args(&base, &[]))
+        .output()
+        .await
+        .expect("sse-loadgen runs");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("streams"),
+        "{stderr:?}"
+    );
+}
