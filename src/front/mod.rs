@@ -10,8 +10,8 @@
 //! - `router`: which handler answers a request; the CORS check and the size limits before it;
 //! - one file per handler group: `events` (`GET /events` admission), `publish`
 //!   (`POST /broadcast`), `tickets` (`POST /tickets`), `admin` (`/stats`, `/clients`),
-//!   `health` (`/healthz`, `/readyz`, `/metrics`), `openapi` (`/openapi.json`), `proxied` (routes to upstream pools) and the
-//!   static UI in [`crate::static_files`];
+//!   `health` (`/healthz`, `/readyz`, `/metrics`), `openapi` (`/openapi.json`), `proxied`
+//!   (routes to upstream pools) and the static UI in [`crate::static_files`];
 //! - `request`: what every handler reads off a request (method rules, client address).
 
 mod admin;
