@@ -155,7 +155,17 @@ pub struct ClientsPage {
     pub total: usize,
 }
 
-pub fn clients(app: &NodeView, query: Option<&str>) -> Result<ClientsPage, ApiError> {
+/// Which page of `/clients` a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    limit: usize,
+    /// The last id of the previous page (0: from the start).
+    after: u64,
+}
+
+/// Reads `?limit=` and `?cursor=`; 400 `invalid_limit` / `invalid_cursor` for values that are
+/// not ours. Checked whatever the `scope`, so a bad value is refused rather than ignored.
+pub fn page_query(query: Option<&str>) -> Result<PageQuery, ApiError> {
     let mut limit = DEFAULT_PAGE;
     let mut after = 0;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -177,13 +187,17 @@ pub fn clients(app: &NodeView, query: Option<&str>) -> Result<ClientsPage, ApiEr
             _ => {}
         }
     }
+    Ok(PageQuery { limit, after })
+}
+
+pub fn clients(app: &NodeView, PageQuery { limit, after }: PageQuery) -> ClientsPage {
     let (clients, next) = app.hub.clients().page(after, limit);
-    Ok(ClientsPage {
+    ClientsPage {
         node: app.node_id.clone(),
         clients,
         next_cursor: next.map(|n| n.to_string()),
         total: app.hub.clients().len(),
-    })
+    }
 }
 
 /// `DELETE /clients/{id}`: ends that stream (the client will reconnect and resume).

@@ -9,22 +9,31 @@ use crate::broker::Draft;
 use crate::config::{is_reserved_event_type, is_valid_channel, is_valid_event_type, Config};
 use crate::reply::ApiError;
 
-/// The request body, as the contract defines it.
+/// The request body, as the contract defines it. Every field is optional, and none may be
+/// `null` in place of being left out: `"data": null` publishes `null`, and `null` where a string
+/// or a list belongs is a value of the wrong type (`invalid_json`), never "absent" (which would
+/// make `{"data": 1, "data_base64": null}` pass as a publish with one kind of data).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
+    #[serde(default, deserialize_with = "present")]
     channel: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     channels: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     event: Option<String>,
-    /// Absent and `null` are told apart: `"data": null` publishes `null`.
     #[serde(default, deserialize_with = "present")]
     data: Option<serde_json::Value>,
     /// Binary data as standard base64, sent as that same text.
+    #[serde(default, deserialize_with = "present")]
     data_base64: Option<String>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(d).map(Some)
+/// A field that is present holds a `T` (serde's own `Option` would take `null` for absent).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// The 202 reply.

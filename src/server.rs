@@ -20,7 +20,7 @@ use crate::auth::TicketStore;
 use crate::broker::{redis, MemoryBroker, RedisBroker, SharedBroker};
 use crate::config::{BrokerConfig, Config};
 use crate::drain::Drain;
-use crate::front::{Front, FrontApp, Gateway};
+use crate::front::{self, Front, FrontApp, Gateway};
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::metrics;
@@ -137,6 +137,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
             drain: drain.clone(),
         },
         node: node.clone(),
+        openapi: front::openapi_document()?,
     };
     let (reload, reload_requests) = ReloadTrigger::new();
     let reloader = Reloader {

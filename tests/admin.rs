@@ -233,3 +233,25 @@ async fn cluster_scope_on_one_node_is_that_node() {
     let clients = gw.admin_get("/clients?scope=cluster").await;
     assert_eq!(clients["total"], 1);
 }
+
+#[tokio::test]
+async fn cluster_scope_refuses_bad_paging_values_rather_than_ignoring_them() {
+    // Found by schemathesis: `scope=cluster` answered 200 whatever `cursor` and `limit` held.
+    let gw = Gateway::start("");
+    for (query, code) in [
+        ("scope=cluster&cursor=x", "invalid_cursor"),
+        ("scope=cluster&limit=0", "invalid_limit"),
+        ("cursor=x&scope=cluster", "invalid_cursor"),
+    ] {
+        let (status, got) =
+            status_and_code(&gw, &format!("/clients?{query}"), &[("x-api-key", KEY)]).await;
+        assert_eq!((status, got.as_str()), (400, code), "{query}");
+    }
+    let (status, _) = status_and_code(
+        &gw,
+        "/clients?scope=cluster&limit=5&cursor=3",
+        &[("x-api-key", KEY)],
+    )
+    .await;
+    assert_eq!(status, 200, "values of ours are still accepted");
+}

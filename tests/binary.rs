@@ -56,6 +56,13 @@ async fn invalid_base64_and_both_data_fields_are_400_and_publish_nothing() {
             json!({"channel": "bin", "data_base64": "AAEC__4="}),
         ),
         ("not a string", json!({"channel": "bin", "data_base64": 42})),
+        // Canonical only, as api/openapi.yaml's pattern says: the unused bits of the last
+        // character are zero ("QQ==" is the one spelling of byte 0x41), and padding is there.
+        (
+            "non-canonical last character",
+            json!({"channel": "bin", "data_base64": "QR=="}),
+        ),
+        ("no padding", json!({"channel": "bin", "data_base64": "QQ"})),
         (
             "both fields",
             json!({"channel": "bin", "data": "text", "data_base64": BYTES_BASE64}),

@@ -232,6 +232,35 @@ async fn bad_publishes_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn null_in_place_of_a_field_is_a_wrong_type_not_an_absent_field() {
+    // Found by schemathesis: `"data_base64": null` beside `"data"` was taken for no
+    // `data_base64`, and `null` for no `channel`, `channels` or `event`.
+    let gw = Gateway::start("");
+    for body in [
+        r#"{"channel":"a","data":1,"data_base64":null}"#,
+        r#"{"channel":"a","data_base64":null}"#,
+        r#"{"channel":null,"channels":["a"],"data":1}"#,
+        r#"{"channel":"a","channels":null,"data":1}"#,
+        r#"{"channel":"a","event":null,"data":1}"#,
+    ] {
+        let (status, reply) = post(&gw, Some(KEY), "application/json", body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert_eq!(reply["error"]["code"], "invalid_json", "{body}");
+    }
+    let stats = gw.admin_get("/stats").await;
+    assert_eq!(stats["events"]["published_total"], 0, "{stats}");
+    // `"data": null` is a value: it publishes `null`.
+    let (status, reply) = post(
+        &gw,
+        Some(KEY),
+        "application/json",
+        r#"{"channel":"a","data":null}"#,
+    )
+    .await;
+    assert_eq!(status, 202, "{reply}");
+}
+
+#[tokio::test]
 async fn publish_rejects_wrong_methods_and_unknown_paths_with_json() {
     let gw = Gateway::start("");
     let resp = http().get(gw.url("/broadcast")).send().await.unwrap();

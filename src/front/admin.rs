@@ -41,11 +41,12 @@ pub(super) async fn clients(
     query: Option<&str>,
 ) -> Result<pingora::Result<()>, ApiError> {
     require_admin(snapshot, session)?;
+    let page = admin::page_query(query)?;
     if admin::cluster_scope(query)? {
         let clients = admin::cluster_clients(&front.node).await?;
         return Ok(reply::json(session, common, 200, &clients).await);
     }
-    let page = admin::clients(&front.node, query)?;
+    let page = admin::clients(&front.node, page);
     Ok(reply::json(session, common, 200, &page).await)
 }
 

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::admin::NodeView;
 use crate::broker::SharedBroker;
 use crate::drain::Drain;
@@ -20,4 +22,6 @@ pub struct Gateway {
     pub streams: StreamContext,
     /// What the operator endpoints read.
     pub node: NodeView,
+    /// `GET /openapi.json`, converted once at startup (see [`super::openapi_document`]).
+    pub openapi: Bytes,
 }

@@ -10,14 +10,15 @@
 //! - `router`: which handler answers a request; the CORS check and the size limits before it;
 //! - one file per handler group: `events` (`GET /events` admission), `publish`
 //!   (`POST /broadcast`), `tickets` (`POST /tickets`), `admin` (`/stats`, `/clients`),
-//!   `health` (`/healthz`, `/readyz`, `/metrics`), `proxied` (routes to upstream pools) and the
-//!   static UI in [`crate::static_files`];
+//!   `health` (`/healthz`, `/readyz`, `/metrics`), `openapi` (`/openapi.json`), `proxied`
+//!   (routes to upstream pools) and the static UI in [`crate::static_files`];
 //! - `request`: what every handler reads off a request (method rules, client address).
 
 mod admin;
 mod events;
 mod gateway;
 mod health;
+mod openapi;
 mod proxied;
 mod publish;
 mod request;
@@ -40,6 +41,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 
 pub use gateway::Gateway;
+pub use openapi::document as openapi_document;
 pub use request::client_ip;
 
 use crate::metrics;

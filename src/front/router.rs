@@ -10,7 +10,7 @@ use http::Method;
 use pingora::protocols::http::ServerSession;
 
 use super::request::{allow, client_ip, framing, refused, size};
-use super::{admin, events, health, publish, tickets, Gateway};
+use super::{admin, events, health, openapi, publish, tickets, Gateway};
 use crate::auth;
 use crate::config::RouteAuth;
 use crate::cors;
@@ -164,6 +164,7 @@ enum Endpoint {
     Tickets,
     Healthz,
     Readyz,
+    OpenApi,
     Stats,
     Clients,
     /// `/clients/{id}`.
@@ -177,6 +178,7 @@ impl Endpoint {
             "/tickets" => Endpoint::Tickets,
             "/healthz" => Endpoint::Healthz,
             "/readyz" => Endpoint::Readyz,
+            "/openapi.json" => Endpoint::OpenApi,
             "/stats" => Endpoint::Stats,
             "/clients" => Endpoint::Clients,
             _ if path.starts_with("/clients/") => Endpoint::Client,
@@ -211,6 +213,10 @@ async fn endpoint_reply(
         Endpoint::Readyz => {
             allow(method, &[Method::GET, Method::HEAD])?;
             health::ready(front, session, common).await?
+        }
+        Endpoint::OpenApi => {
+            allow(method, &[Method::GET, Method::HEAD])?;
+            openapi::serve(session, common, &front.openapi).await
         }
         Endpoint::Stats => {
             allow(method, &[Method::GET])?;
