@@ -5,6 +5,7 @@ SVG plot of publish->receive latency percentiles against stream count.
 usage: report.py RAW_DIR OUT.md OUT.svg
        report.py --cluster RAW_DIR OUT.md     (loadtest/run --cluster: nodes on one Redis)
        report.py --chaos RAW_DIR OUT.md       (loadtest/run --chaos: faults during steady traffic)
+       report.py --perf RAW_DIR OUT.md        (loadtest/run --perf: the targets as ratios to the floor)
 """
 import glob
 import json
@@ -73,6 +74,8 @@ def main():
         return cluster_main(*sys.argv[2:4])
     if sys.argv[1] == "--chaos":
         return chaos_main(*sys.argv[2:4])
+    if sys.argv[1] == "--perf":
+        return perf_main(*sys.argv[2:4])
     raw, out_md, out_svg = sys.argv[1:4]
     runs = load(raw)
     g = lambda name: runs.get(("gateway", name))
@@ -189,6 +192,77 @@ def main():
     with open(out_md, "w") as f:
         f.write("\n".join(lines))
     write_svg(runs, out_svg)
+
+
+def cpu_per_event(r):
+    """Server CPU per delivered event (user + kernel, µs) of a run, or None."""
+    f = (r or {}).get("loadgen", {}).get("server") or {}
+    u, k = f.get("cpu_user_us_per_event"), f.get("cpu_kernel_us_per_event")
+    return None if u is None or k is None else u + k
+
+
+def perf_main(raw, out_md):
+    """The performance targets, each as a ratio from this one run, with a pass/fail mark."""
+    runs = load(raw)
+    rows = []
+
+    def row(figure, target, gateway, floor, nchan, x, met):
+        rows.append((figure, target, gateway, floor, nchan, x, "pass" if met else "**fail**"))
+
+    def over(a, b):
+        return a / b if a is not None and b else None
+
+    for name, label in [("fanout_10000_2", "10,000 x 2/s"), ("fanout_10000_20", "10,000 x 20/s"),
+                        ("fanout_19000_2", "19,000 x 2/s")]:
+        g, f, n = (runs.get((t, name)) for t in ("gateway", "floor", "nchan"))
+        pg, pf, pn = lat(g, "p99"), lat(f, "p99"), lat(n, "p99")
+        x = over(pg, pf)
+        all_in = delivered(g) == 100.0
+        row(f"p99 publish -> receive, {label} (delivered)", "<= 1.2x floor, < nchan, all delivered",
+            f"{fmt(pg, ' ms')} ({fmt(delivered(g), '%', 2)})", f"{fmt(pf, ' ms')} ({fmt(delivered(f), '%', 2)})",
+            f"{fmt(pn, ' ms')} ({fmt(delivered(n), '%', 2)})", fmt(x, "x", 2),
+            x is not None and x <= 1.2 and pn is not None and pg < pn and all_in)
+        cg, cf, cn = cpu_per_event(g), cpu_per_event(f), cpu_per_event(n)
+        x = over(cg, cf)
+        row(f"server CPU per delivered event, {label}", "<= 1.3x floor", fmt(cg, " µs", 2),
+            fmt(cf, " µs", 2), fmt(cn, " µs", 2), fmt(x, "x", 2), x is not None and x <= 1.3)
+    v, w = rss_per_stream(runs.get(("gateway", "idle_10k"))), rss_per_stream(runs.get(("nchan", "idle_10k")))
+    row("RSS per idle stream at 10,000 streams", "<= 4 KiB", fmt(v, " KiB", 2), "", fmt(w, " KiB", 2), "",
+        v is not None and v <= 4)
+
+    def k6_rate(r):
+        m = (r or {}).get("k6", {}).get("metrics", {})
+        return m.get("http_reqs", {}).get("rate"), m.get("http_req_duration", {}).get("p(99)")
+
+    (grate, gp99), (crate, cp99) = k6_rate(runs.get(("gateway", "k6_publish_other"))), k6_rate(runs.get(("floor", "k6_publish")))
+    x = over(grate, crate)
+    row("k6 POST /broadcast, 1,000 subscribers on another channel: req/s", ">= 0.95x k6's ceiling",
+        fmt(grate, " req/s", 0), fmt(crate, " req/s", 0), "", fmt(x, "x", 2), x is not None and x >= 0.95)
+    x = over(gp99, cp99)
+    row("k6 POST /broadcast: p99", "<= 2x the ceiling's p99", fmt(gp99, " ms", 2), fmt(cp99, " ms", 2), "",
+        fmt(x, "x", 2), x is not None and x <= 2)
+    lines = [
+        f"# Performance against the floor, {time.strftime('%Y-%m-%d', time.gmtime())}",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; servers and load",
+        "generator share it. Made by `loadtest/run --perf`: sse-floor (the least any HTTP/1.1 SSE server",
+        "can do per delivery here: one `write` per stream per event from an epoll loop), the gateway and",
+        "nginx + nchan take turns within each scenario, under the same load generator. \"x\" is the",
+        "gateway's figure over the floor's (for publishing, over k6's ceiling: sse-floor answering the",
+        "publishes with nothing else to do).",
+        "",
+        "| figure | target | sse-gateway | floor | nginx + nchan | x | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", "## Commands", "", "```"]
+    for (t, name), r in sorted(runs.items()):
+        lines.append(f"# {t} {name}")
+        lines.append(r.get("command", ""))
+    lines += ["```", ""]
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines[:11 + len(rows)]))
 
 
 def write_svg(runs, path):

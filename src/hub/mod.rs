@@ -1,16 +1,28 @@
 //! The hub: channels, their history, and fan-out to the streams subscribed to them.
 //!
-//! Every event enters through [`Hub::deliver`] (called by the broker), under one lock that also
-//! guards subscription. That single critical section is what makes resume exact:
+//! Every event enters through [`Hub::deliver`] or [`Hub::deliver_at`] (called by the broker).
+//! Two kinds of lock make resume exact while fan-outs of different channels run in parallel:
+//! the hub lock (the sequence, the channel map) and one lock per channel (its history and
+//! subscribers). The protocol:
 //!
-//! * events are appended to history and pushed to subscribers in sequence order, so a stream
-//!   subscribed to several channels still sees ids strictly increasing;
-//! * [`Hub::subscribe`] copies the replay out of history and registers the stream's queue in the
-//!   same critical section, so there is neither a gap nor a duplicate at the seam between replay
-//!   and live events, however fast events keep coming.
+//! * taking an event in, the hub lock is held while its seq is assigned, its channels are
+//!   locked, it is appended to their history, and it is sent to the streams subscribed to
+//!   several channels (so those see ids strictly increasing across their channels); the hub lock
+//!   is then released and the event is sent to the streams of one channel under that channel's
+//!   lock alone. The next event of the same channel waits for that lock, so each channel's
+//!   streams get its events in order; other channels' events do not wait;
+//! * [`Hub::subscribe`] takes the hub lock, then its channels' locks, copies the replay out of
+//!   history and registers the stream's queue: an event of its channels is either already in
+//!   history and sent (its fan-out held the channel lock) or not yet given a seq (that needs the
+//!   hub lock), so there is neither a gap nor a duplicate at the seam between replay and live
+//!   events, however fast events keep coming;
+//! * whoever takes several channel locks holds the hub lock while taking them, and nobody takes
+//!   the hub lock while holding a channel lock: no deadlock.
 //!
-//! The lock is held only for appends and non-blocking queue pushes; nothing under it waits on I/O.
+//! Locks are held only for appends and non-blocking queue pushes; nothing under them waits on
+//! I/O.
 
+mod channel;
 mod clients;
 mod event;
 
@@ -19,9 +31,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{mpsc, watch};
 
+use channel::{offer, Channel, Shard, Subscriber};
 pub use clients::{ClientHandle, ClientInfo, ClientRegistry, CloseReason};
 pub use event::{Event, EventId, Origin};
 
@@ -92,54 +105,11 @@ impl Drop for SubscriptionGuard {
     }
 }
 
-/// A subscriber as a channel sees it.
-struct Subscriber {
-    queue: mpsc::Sender<Arc<Event>>,
-    client: Arc<ClientHandle>,
-}
-
-struct Channel {
-    /// Retained events, oldest first.
-    history: VecDeque<Arc<Event>>,
-    limits: HistoryLimits,
-    /// Highest seq that has left this channel's history: a resume from below it has lost events.
-    evicted_upto: u64,
-    subscribers: HashMap<u64, Subscriber>,
-}
-
-impl Channel {
-    fn new(limits: HistoryLimits, evicted_upto: u64) -> Channel {
-        Channel {
-            history: VecDeque::new(),
-            limits,
-            evicted_upto,
-            subscribers: HashMap::new(),
-        }
-    }
-
-    /// Drops events over the count limit or older than the age limit.
-    fn evict(&mut self, now: Instant) {
-        while let Some(oldest) = self.history.front() {
-            let too_many = self.history.len() > self.limits.max_events;
-            let too_old = now.saturating_duration_since(oldest.accepted_at) > self.limits.max_age;
-            if !(too_many || too_old) {
-                break;
-            }
-            self.evicted_upto = oldest.id.seq;
-            self.history.pop_front();
-        }
-    }
-
-    fn is_idle(&self) -> bool {
-        self.history.is_empty() && self.subscribers.is_empty()
-    }
-}
-
 struct State {
     /// The sequence the ids belong to (see [`EventId`]); changes only when a node joins a
     /// sequence the cluster restarted without it ([`Hub::rejoin`]).
     epoch: u64,
-    channels: HashMap<Box<str>, Channel>,
+    channels: HashMap<Box<str>, Shard>,
     /// Seq of the last event delivered; the next must be greater.
     last_seq: u64,
     /// Resolves a channel's history limits (from the config's channel rules); replaced on
@@ -157,12 +127,25 @@ struct State {
 impl State {
     /// The channel's entry, created with its configured limits when it has none. A new entry
     /// starts at `pruned_floor`: events below it may have been forgotten with an earlier entry.
-    fn channel(&mut self, name: &str) -> &mut Channel {
-        let pruned_floor = self.pruned_floor;
-        let rules = &self.rules;
-        self.channels
-            .entry(name.into())
-            .or_insert_with(|| Channel::new(rules(name), pruned_floor))
+    fn shard(&mut self, name: &str) -> Shard {
+        if let Some(shard) = self.channels.get(name) {
+            return shard.clone();
+        }
+        let shard = Channel::shard((self.rules)(name), self.pruned_floor);
+        self.channels.insert(name.into(), shard.clone());
+        shard
+    }
+
+    /// The entries of `names`, each once (created when missing), in the order given.
+    fn shards(&mut self, names: &[Box<str>]) -> Vec<Shard> {
+        let mut shards: Vec<Shard> = Vec::with_capacity(names.len());
+        for name in names {
+            let shard = self.shard(name);
+            if !shards.iter().any(|s| Arc::ptr_eq(s, &shard)) {
+                shards.push(shard);
+            }
+        }
+        shards
     }
 }
 
@@ -219,7 +202,8 @@ impl Hub {
     pub fn set_history_rules(&self, rules: HistoryRules) {
         let now = Instant::now();
         let mut state = self.state.lock();
-        for (name, channel) in state.channels.iter_mut() {
+        for (name, shard) in state.channels.iter() {
+            let mut channel = shard.lock();
             channel.limits = rules(name);
             channel.evict(now);
         }
@@ -237,9 +221,9 @@ impl Hub {
     /// `make` builds the event for the seq the hub assigns (one more than the last); it runs under
     /// the hub lock, so sequence order, history order and delivery order are the same.
     pub fn deliver(&self, make: impl FnOnce(EventId) -> Arc<Event>) -> Arc<Event> {
-        let mut state = self.state.lock();
+        let state = self.state.lock();
         let seq = state.last_seq + 1;
-        self.take_in(&mut state, seq, make)
+        self.take_in(state, seq, make)
     }
 
     /// Takes in event `seq` of a sequence assigned elsewhere (a shared broker), which must be
@@ -250,8 +234,8 @@ impl Hub {
         seq: u64,
         make: impl FnOnce(EventId) -> Arc<Event>,
     ) -> Option<Arc<Event>> {
-        let mut state = self.state.lock();
-        (seq == state.last_seq + 1).then(|| self.take_in(&mut state, seq, make))
+        let state = self.state.lock();
+        (seq == state.last_seq + 1).then(|| self.take_in(state, seq, make))
     }
 
     /// Declares the events before `seq` lost for good (a shared broker's log no longer has
@@ -270,7 +254,8 @@ impl Hub {
         state.skipped.push_back((first_lost, lost_upto));
         state.last_seq = lost_upto;
         state.pruned_floor = state.pruned_floor.max(lost_upto);
-        for channel in state.channels.values_mut() {
+        for shard in state.channels.values() {
+            let mut channel = shard.lock();
             channel.evicted_upto = channel.evicted_upto.max(lost_upto);
         }
         drop(state);
@@ -300,7 +285,8 @@ impl Hub {
         state.last_seq = seq;
         state.skipped.clear();
         state.pruned_floor = seq;
-        for channel in state.channels.values_mut() {
+        for shard in state.channels.values() {
+            let mut channel = shard.lock();
             channel.history.clear();
             channel.evicted_upto = seq;
         }
@@ -312,14 +298,10 @@ impl Hub {
     /// the `max` newest: what this node can give back to a shared log that lost them.
     pub fn tail(&self, after: u64, max: usize) -> Vec<Arc<Event>> {
         let state = self.state.lock();
-        let mut tail: Vec<Arc<Event>> = state
-            .channels
-            .values()
-            .flat_map(|channel| {
-                let start = channel.history.partition_point(|e| e.id.seq <= after);
-                channel.history.range(start..).cloned()
-            })
-            .collect();
+        let mut tail: Vec<Arc<Event>> = Vec::new();
+        for shard in state.channels.values() {
+            tail.extend(shard.lock().after(after).cloned());
+        }
         drop(state);
         tail.sort_unstable_by_key(|e| e.id.seq);
         tail.dedup_by_key(|e| e.id.seq);
@@ -328,9 +310,11 @@ impl Hub {
         tail
     }
 
+    /// Takes event `seq` in, following the module doc's protocol; releases the hub lock
+    /// midway.
     fn take_in(
         &self,
-        state: &mut State,
+        mut state: MutexGuard<'_, State>,
         seq: u64,
         make: impl FnOnce(EventId) -> Arc<Event>,
     ) -> Arc<Event> {
@@ -341,22 +325,20 @@ impl Hub {
         let event = make(id);
         state.last_seq = id.seq;
         let now = event.accepted_at;
-        for name in event.channels.iter() {
-            let channel = state.channel(name);
+        let shards = state.shards(&event.channels);
+        let mut channels: Vec<_> = shards.iter().map(|shard| shard.lock()).collect();
+        for channel in channels.iter_mut() {
             channel.history.push_back(event.clone());
             channel.evict(now);
         }
         // In history now: a publisher waiting for that (shared broker) is woken before the
         // streams below, so its answer does not queue behind their writes. Anyone who then
-        // subscribes waits for this lock, so sees the fan-out done.
+        // subscribes waits for these locks, so sees the fan-out done.
         self.taken.send_replace(seq);
         // A subscriber of several of the event's channels gets it once.
-        let mut delivered: Option<HashSet<u64>> = (event.channels.len() > 1).then(HashSet::new);
-        for name in event.channels.iter() {
-            let Some(channel) = state.channels.get_mut(name) else {
-                continue;
-            };
-            channel.subscribers.retain(|client_id, sub| {
+        let mut delivered: Option<HashSet<u64>> = (channels.len() > 1).then(HashSet::new);
+        for channel in channels.iter_mut() {
+            channel.multi.retain(|client_id, sub| {
                 if let Some(seen) = delivered.as_mut() {
                     if !seen.insert(*client_id) {
                         return true;
@@ -365,6 +347,11 @@ impl Hub {
                 offer(sub, &event)
             });
         }
+        drop(state);
+        for channel in channels.iter_mut() {
+            channel.single.retain(|_, sub| offer(sub, &event));
+        }
+        drop(channels);
         event
     }
 
@@ -379,10 +366,11 @@ impl Hub {
         );
         let mut state = self.state.lock();
         let now = Instant::now();
-        for name in &client.channels {
-            let channel = state.channel(name);
+        let shards = state.shards(&client.channels);
+        let mut channels: Vec<_> = shards.iter().map(|shard| shard.lock()).collect();
+        for channel in channels.iter_mut() {
             channel.evict(now);
-            channel.subscribers.insert(
+            channel.subscribers_of(&client).insert(
                 client.id,
                 Subscriber {
                     queue: tx.clone(),
@@ -392,23 +380,19 @@ impl Hub {
         }
         let (replay, reset) = match req.last_event_id.as_deref() {
             None => (Vec::new(), None),
-            Some(raw) => match self.resume_point(raw, &state, &client.channels) {
+            Some(raw) => match resume_point(raw, &state, &channels) {
                 Err(reason) => (Vec::new(), Some(reason)),
                 Ok(after) => {
                     let mut replay = Vec::new();
-                    for name in &client.channels {
-                        if let Some(channel) = state.channels.get(name) {
-                            let start = channel.history.partition_point(|e| e.id.seq <= after);
-                            replay.extend(
-                                channel
-                                    .history
-                                    .range(start..)
-                                    .filter(|e| client.wants(&e.event_type))
-                                    .cloned(),
-                            );
-                        }
+                    for channel in &channels {
+                        replay.extend(
+                            channel
+                                .after(after)
+                                .filter(|e| client.wants(&e.event_type))
+                                .cloned(),
+                        );
                     }
-                    if client.channels.len() > 1 {
+                    if channels.len() > 1 {
                         replay.sort_unstable_by_key(|e| e.id.seq);
                         replay.dedup_by_key(|e| e.id.seq);
                     }
@@ -420,6 +404,7 @@ impl Hub {
             epoch: state.epoch,
             seq: state.last_seq,
         };
+        drop(channels);
         drop(state);
         self.subscriptions.send_modify(|n| *n += 1);
         if reset.is_some() {
@@ -439,38 +424,19 @@ impl Hub {
         }
     }
 
-    /// The seq after which to replay, or why that is impossible.
-    fn resume_point(
-        &self,
-        raw: &str,
-        state: &State,
-        channels: &[Box<str>],
-    ) -> Result<u64, ResetReason> {
-        let id = EventId::parse(raw).ok_or(ResetReason::Malformed)?;
-        if id.epoch != state.epoch || id.seq > state.last_seq {
-            return Err(ResetReason::Unknown);
-        }
-        // Every channel has an entry by now: subscribe creates the missing ones.
-        let evicted = channels.iter().any(|name| {
-            state
-                .channels
-                .get(name)
-                .is_some_and(|c| c.evicted_upto > id.seq)
-        });
-        if evicted {
-            return Err(ResetReason::Evicted);
-        }
-        Ok(id.seq)
-    }
-
     fn unsubscribe(&self, client: &ClientHandle) {
-        let mut state = self.state.lock();
-        for name in client.channels.iter() {
-            if let Some(channel) = state.channels.get_mut(name) {
-                channel.subscribers.remove(&client.id);
-            }
+        // The entries are taken under the hub lock, then each channel is locked alone.
+        let shards: Vec<Shard> = {
+            let state = self.state.lock();
+            client
+                .channels
+                .iter()
+                .filter_map(|name| state.channels.get(name).cloned())
+                .collect()
+        };
+        for shard in shards {
+            shard.lock().subscribers_of(client).remove(&client.id);
         }
-        drop(state);
         self.clients.unregister(client.id);
         self.subscriptions.send_modify(|n| *n += 1);
     }
@@ -481,7 +447,7 @@ impl Hub {
         state
             .channels
             .iter()
-            .any(|(name, channel)| !channel.subscribers.is_empty() && matches(name))
+            .any(|(name, shard)| matches(name) && shard.lock().has_subscribers())
     }
 
     /// Whether any stream subscribes to `channel`.
@@ -490,7 +456,7 @@ impl Hub {
         state
             .channels
             .get(channel)
-            .is_some_and(|c| !c.subscribers.is_empty())
+            .is_some_and(|shard| shard.lock().has_subscribers())
     }
 
     /// Changes whenever a stream subscribes or leaves; see [`Hub::has_subscribers`].
@@ -504,7 +470,8 @@ impl Hub {
         let now = Instant::now();
         let mut state = self.state.lock();
         let mut floor = state.pruned_floor;
-        state.channels.retain(|_, channel| {
+        state.channels.retain(|_, shard| {
+            let mut channel = shard.lock();
             channel.evict(now);
             if channel.is_idle() {
                 floor = floor.max(channel.evicted_upto);
@@ -519,7 +486,11 @@ impl Hub {
     /// Counts for `/stats`: channels, retained events.
     pub fn counts(&self) -> (usize, usize) {
         let state = self.state.lock();
-        let events = state.channels.values().map(|c| c.history.len()).sum();
+        let events = state
+            .channels
+            .values()
+            .map(|c| c.lock().history.len())
+            .sum();
         (state.channels.len(), events)
     }
 
@@ -527,21 +498,21 @@ impl Hub {
     pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 }
 
-/// Offers an event to one subscriber without waiting. Returns whether to keep the subscriber:
-/// a full queue means the client cannot keep up, so it is told to close (it will resume from
-/// history) rather than slowing the hub or buffering without bound.
-fn offer(sub: &Subscriber, event: &Arc<Event>) -> bool {
-    if !sub.client.wants(&event.event_type) {
-        return true;
+/// The seq after which to replay, or why that is impossible. `channels` are the stream's,
+/// locked.
+fn resume_point(
+    raw: &str,
+    state: &State,
+    channels: &[MutexGuard<'_, Channel>],
+) -> Result<u64, ResetReason> {
+    let id = EventId::parse(raw).ok_or(ResetReason::Malformed)?;
+    if id.epoch != state.epoch || id.seq > state.last_seq {
+        return Err(ResetReason::Unknown);
     }
-    match sub.queue.try_send(event.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            sub.client.close(CloseReason::SlowConsumer);
-            false
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    if channels.iter().any(|c| c.evicted_upto > id.seq) {
+        return Err(ResetReason::Evicted);
     }
+    Ok(id.seq)
 }
 
 #[cfg(test)]

@@ -7,19 +7,19 @@
 
 mod pump;
 mod request;
+mod socket;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub use pump::{pump, Downstream, End, WriteError};
 pub use request::StreamRequest;
+use socket::Connection;
 
 use crate::auth::Principal;
 use crate::config::{Config, HeartbeatKind};
@@ -92,7 +92,7 @@ pub struct Admitted {
 /// The hand-off is what keeps an idle stream small: the request-handling task (with pingora's
 /// session, its header buffer and the request future) ends here, and the stream task keeps only
 /// the socket and its own loop. On HTTP/1.1 that socket is the raw connection, written as chunked
-/// encoding directly; other protocols keep their session.
+/// encoding directly (see [`socket`]); other protocols keep their session.
 pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Admitted) {
     let Admitted {
         common,
@@ -135,13 +135,14 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
     let drain = ctx.drain.clone();
     let write_timeout = settings.write_timeout;
     match session {
-        ServerSession::H1(h1) => {
-            let out = ChunkedSocket {
-                stream: h1.into_inner(),
-                write_timeout,
-            };
-            spawn_stream(out, sub, permit, settings, drain);
-        }
+        ServerSession::H1(h1) => match Connection::new(h1.into_inner(), write_timeout).await {
+            Ok(out) => spawn_stream(out, sub, permit, settings, drain),
+            // The client left before its stream could start.
+            Err(_) => {
+                drop(permit);
+                finished(End::ClientLeft);
+            }
+        },
         session => spawn_stream(
             SessionOut {
                 session,
@@ -200,67 +201,6 @@ fn response_header(
     Ok(resp)
 }
 
-/// An HTTP/1.1 stream's connection after its header: events go out as chunks, written with one
-/// vectored write each (chunk size line, frames, CRLF) without copying the shared frames.
-struct ChunkedSocket {
-    stream: Stream,
-    write_timeout: Duration,
-}
-
-impl Downstream for ChunkedSocket {
-    async fn write(&mut self, chunk: Bytes, end: bool) -> Result<(), WriteError> {
-        let mut head = [0u8; 18];
-        // An empty chunk would read as the last one: write only the end, if asked.
-        let (head, tail): (&[u8], &'static [u8]) = match (chunk.is_empty(), end) {
-            (true, true) => (b"", b"0\r\n\r\n"),
-            (true, false) => return Ok(()),
-            (false, true) => (chunk_size_line(chunk.len(), &mut head), b"\r\n0\r\n\r\n"),
-            (false, false) => (chunk_size_line(chunk.len(), &mut head), b"\r\n"),
-        };
-        let mut buf = Buf::chain(head, chunk).chain(tail);
-        let write = async {
-            self.stream.write_all_buf(&mut buf).await?;
-            self.stream.flush().await
-        };
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(WriteError::Closed),
-            Err(_) => Err(WriteError::TimedOut),
-        }
-    }
-
-    async fn gone(&mut self) {
-        // A client never sends on an SSE stream; anything it does send is ignored. End of file
-        // or an error means it has left.
-        let mut probe = [0u8; 64];
-        while let Ok(n) = self.stream.read(&mut probe).await {
-            if n == 0 {
-                return;
-            }
-        }
-    }
-}
-
-/// Writes a chunk's size line (`<hex length>\r\n`) into `buf` without allocating.
-fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
-    let mut digits = 0;
-    let mut n = len;
-    loop {
-        digits += 1;
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    for (i, digit) in buf[..digits].iter_mut().enumerate() {
-        let nibble = (len >> (4 * (digits - 1 - i))) & 0xf;
-        *digit = b"0123456789abcdef"[nibble];
-    }
-    buf[digits] = b'\r';
-    buf[digits + 1] = b'\n';
-    &buf[..digits + 2]
-}
-
 /// A stream on a protocol without a raw socket to hand off (HTTP/2): written through its session.
 struct SessionOut {
     session: ServerSession,
@@ -288,26 +228,6 @@ impl Downstream for SessionOut {
                 Ok(Some(_)) => continue,
                 _ => return,
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chunk_size_line;
-
-    #[test]
-    fn chunk_size_lines_are_lowercase_hex() {
-        let mut buf = [0u8; 18];
-        for (len, line) in [
-            (0, "0\r\n"),
-            (9, "9\r\n"),
-            (10, "a\r\n"),
-            (255, "ff\r\n"),
-            (4096, "1000\r\n"),
-            (usize::MAX, "ffffffffffffffff\r\n"),
-        ] {
-            assert_eq!(chunk_size_line(len, &mut buf), line.as_bytes());
         }
     }
 }
