@@ -12,7 +12,8 @@ round to round, so none always runs first), a fresh proxy in front of both:
      proxy's RSS (VmRSS summed over its processes) is read before and once all are open, then
      10 events are published straight to sse-floor and counted at every stream;
   2. requests: `wrk --latency` keep-alive GETs of the small body through the proxy, after a
-     2 s warm-up: req/s and p99.
+     2 s warm-up: req/s, p50 and p99, and the proxy's CPU per request (user and kernel,
+     from /proc/PID/stat over every process of it).
 The backend alone (wrk straight at it) is measured in every round too: its ceiling must be
 above every proxied figure, or the backend would be what is measured.
 Figures are medians over the rounds; every target is against the better peer (req/s, p99) or
@@ -64,6 +65,21 @@ def rss_kib(pids):
         except OSError:
             pass
     return total
+
+
+def cpu_seconds(pids):
+    """(user, kernel) CPU seconds summed over the pids, from /proc/PID/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    user = kernel = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            user += int(fields[11])
+            kernel += int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return user / ticks, kernel / ticks
 
 
 def wait_port(port, seconds=10):
@@ -172,18 +188,24 @@ def parse_wrk(text):
     }
 
 
-def run_wrk(args, addr, raw, name):
+def run_wrk(args, addr, raw, name, pids):
+    """wrk through ADDR; with the server's CPU per request (user and kernel, all of PIDS)."""
     url = f"http://{addr}{PATH_SMALL}"
     base = ["wrk", "-t1", f"-c{args.connections}", "--timeout", "2s"]
     subprocess.run(base + ["-d2s", url], capture_output=True, timeout=30)  # warm-up: pools fill
     cmd = base + [f"-d{args.seconds}s", "--latency", url]
     load0 = os.getloadavg()[0]
+    user0, kernel0 = cpu_seconds(pids)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 30).stdout
+    user1, kernel1 = cpu_seconds(pids)
     with open(os.path.join(raw, f"{name}.wrk.txt"), "w") as f:
         f.write(out)
     result = parse_wrk(out)
     result["command"] = " ".join(cmd).replace(addr, "ADDR")
     result["loadavg_start"] = load0
+    if result["requests"]:
+        result["cpu_user_us_per_request"] = round((user1 - user0) * 1e6 / result["requests"], 1)
+        result["cpu_kernel_us_per_request"] = round((kernel1 - kernel0) * 1e6 / result["requests"], 1)
     return result
 
 
@@ -237,7 +259,8 @@ def one_round(args, k):
     try:
         name = f"round{k}.backend"
         print(f"== round {k}: backend alone (wrk)", file=sys.stderr)
-        runs.append({"round": k, "target": "backend", "wrk": run_wrk(args, backend.addr, raw, name)})
+        runs.append({"round": k, "target": "backend",
+                     "wrk": run_wrk(args, backend.addr, raw, name, backend.pids())})
         order = PROXIES[k % len(PROXIES):] + PROXIES[:k % len(PROXIES)]
         for kind in order:
             name = f"round{k}.{kind}"
@@ -245,7 +268,7 @@ def one_round(args, k):
             proxy = start_proxy(kind, args, raw, name, backend, floor)
             try:
                 streams = run_streams(args, proxy, raw, name, floor)
-                wrk = run_wrk(args, proxy.addr, raw, name)
+                wrk = run_wrk(args, proxy.addr, raw, name, proxy.pids())
             finally:
                 proxy.stop()
             run = {"round": k, "target": kind, "streams": streams, "wrk": wrk}
@@ -274,6 +297,8 @@ def summarize(runs):
             "p99_ms": median([r["wrk"]["p99_ms"] for r in mine]),
             "p50_ms": median([r["wrk"]["p50_ms"] for r in mine]),
             "errors": sum(r["wrk"]["non_2xx"] + r["wrk"]["socket_errors"] for r in mine),
+            "cpu_user": median([r["wrk"].get("cpu_user_us_per_request") for r in mine]),
+            "cpu_kernel": median([r["wrk"].get("cpu_kernel_us_per_request") for r in mine]),
         }
         if target != "backend":
             s["per_stream"] = median([r["streams"]["rss_bytes_per_stream"] for r in mine])
@@ -316,6 +341,9 @@ def table(s):
         f"{s[t]['rps']:,.0f}" if s[t]["rps"] else "-" for t in ("backend",) + PROXIES) + " |")
     lines.append("| p50 / p99 | " + " | ".join(
         f"{s[t]['p50_ms']:.2f} / {s[t]['p99_ms']:.2f} ms" if s[t]["p99_ms"] else "-" for t in ("backend",) + PROXIES) + " |")
+    lines.append("| server CPU per request, user + kernel | " + " | ".join(
+        f"{s[t]['cpu_user']:.1f} + {s[t]['cpu_kernel']:.1f} µs" if s[t]["cpu_user"] is not None else "-"
+        for t in ("backend",) + PROXIES) + " |")
     lines.append("| RSS per proxied idle stream | | " + " | ".join(kib(s[t]["per_stream"]) for t in PROXIES) + " |")
     lines.append("| events delivered / expected (all rounds) | | " + " | ".join(
         f"{s[t]['delivered']:,} / {s[t]['expected']:,}" for t in PROXIES) + " |")
@@ -387,19 +415,23 @@ def main():
           f"- requests: `{wrk_cmd}` after a 2 s warm-up;",
           f"- streams: `{sse_cmd}`; RSS per stream = (summed VmRSS once all streams are open - "
           "before) / streams open;",
+          "- CPU per request: the server's utime and stime (`/proc/PID/stat`, every process of it) "
+          "over the measured wrk run, divided by its requests;",
           f"- build: {build}",
           f"- `uptime` at the start: `{uptime0}`",
           f"- `uptime` at the end: `{uptime1}`", "",
           "## Every run", "",
-          "| round | target | req/s | p50 | p99 | errors | streams open | RSS before | RSS with streams | per stream | delivered | event p99 |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "| round | target | req/s | p50 | p99 | errors | CPU/request (user + kernel) | streams open | RSS before | RSS with streams | per stream | delivered | event p99 |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         w, st = r["wrk"], r.get("streams")
         cells = [str(r["round"]), r["target"],
                  f"{w['requests_per_second']:,.0f}" if w["requests_per_second"] else "-",
                  f"{w['p50_ms']:.2f} ms" if w["p50_ms"] else "-",
                  f"{w['p99_ms']:.2f} ms" if w["p99_ms"] else "-",
-                 str(w["non_2xx"] + w["socket_errors"])]
+                 str(w["non_2xx"] + w["socket_errors"]),
+                 f"{w['cpu_user_us_per_request']} + {w['cpu_kernel_us_per_request']} µs"
+                 if w.get("cpu_user_us_per_request") is not None else "-"]
         if st:
             cells += [str(st["streams_open"]), f"{st['rss_kib_before']:,} KiB",
                       f"{st['rss_kib_idle']:,} KiB" if st["rss_kib_idle"] else "-",
