@@ -30,7 +30,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -251,35 +250,42 @@ def start_proxy(kind, args, raw, name, backend, floor):
 
 
 def one_round(args, k):
-    raw = args.raw
     runs = []
     backend = Peer("backend")
-    floor = Process([args.floor, "--listen", "127.0.0.1:0", "--threads", "2", "--max-seconds", "600"],
-                    os.path.join(raw, f"round{k}.floor"))
     try:
-        name = f"round{k}.backend"
-        print(f"== round {k}: backend alone (wrk)", file=sys.stderr)
-        runs.append({"round": k, "target": "backend",
-                     "wrk": run_wrk(args, backend.addr, raw, name, backend.pids())})
-        order = PROXIES[k % len(PROXIES):] + PROXIES[:k % len(PROXIES)]
-        for kind in order:
-            name = f"round{k}.{kind}"
-            print(f"== round {k}: {kind}", file=sys.stderr)
-            proxy = start_proxy(kind, args, raw, name, backend, floor)
-            try:
-                streams = run_streams(args, proxy, raw, name, floor)
-                wrk = run_wrk(args, proxy.addr, raw, name, proxy.pids())
-            finally:
-                proxy.stop()
-            run = {"round": k, "target": kind, "streams": streams, "wrk": wrk}
-            print("   " + json.dumps({"wrk": {x: wrk[x] for x in ("requests_per_second", "p99_ms", "non_2xx", "socket_errors")},
-                                      "streams": {x: streams[x] for x in ("streams_open", "rss_bytes_per_stream", "delivered", "expected")}}),
-                  file=sys.stderr)
-            runs.append(run)
+        floor = Process([args.floor, "--listen", "127.0.0.1:0", "--threads", "2", "--max-seconds", "600"],
+                        os.path.join(args.raw, f"round{k}.floor"))
+        try:
+            round_runs(args, k, backend, floor, runs)
+        finally:
+            floor.stop()
     finally:
-        floor.stop()
         backend.stop()
     return runs
+
+
+def round_runs(args, k, backend, floor, runs):
+    """The backend alone, then each proxy in this round's order (appended to RUNS)."""
+    raw = args.raw
+    name = f"round{k}.backend"
+    print(f"== round {k}: backend alone (wrk)", file=sys.stderr)
+    runs.append({"round": k, "target": "backend",
+                 "wrk": run_wrk(args, backend.addr, raw, name, backend.pids())})
+    order = PROXIES[k % len(PROXIES):] + PROXIES[:k % len(PROXIES)]
+    for kind in order:
+        name = f"round{k}.{kind}"
+        print(f"== round {k}: {kind}", file=sys.stderr)
+        proxy = start_proxy(kind, args, raw, name, backend, floor)
+        try:
+            streams = run_streams(args, proxy, raw, name, floor)
+            wrk = run_wrk(args, proxy.addr, raw, name, proxy.pids())
+        finally:
+            proxy.stop()
+        print("   " + json.dumps({
+            "wrk": {x: wrk[x] for x in ("requests_per_second", "p99_ms", "non_2xx", "socket_errors")},
+            "streams": {x: streams[x] for x in ("streams_open", "rss_bytes_per_stream", "delivered", "expected")},
+        }), file=sys.stderr)
+        runs.append({"round": k, "target": kind, "streams": streams, "wrk": wrk})
 
 
 def median(values):
