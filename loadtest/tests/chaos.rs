@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -165,13 +166,22 @@ fn a_short_run_with_a_redis_restart_loses_nothing_and_its_figures_add_up() {
 
 #[test]
 fn an_interrupted_run_leaves_no_process_behind() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sse-chaos"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sse-chaos"));
+    command
         .args(["--duration", "60s", "--nodes", "2", "--subscribers", "1"])
         .args(binaries())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sse-chaos starts");
+        .stderr(Stdio::piped());
+    // As in a terminal: Ctrl-C's default action. A suite started in the background (`cmd &`,
+    // nohup) hands its children SIGINT ignored, and sse-chaos would then run its full minute.
+    // SAFETY: `signal` is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("sse-chaos starts");
     // "sse-chaos: ready: Redis on ADDR, upstream on ADDR, node A on ADDR, node B on ADDR; …"
     let mut ready = String::new();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
