@@ -484,3 +484,37 @@ async fn an_h2_stream_the_client_resets_is_freed_at_once() {
     gw.publish_ok("reset", "note", "still here").await;
     read_until(&mut sibling, "data: still here\n\n", WAIT).await;
 }
+
+#[tokio::test]
+async fn h2_streams_end_at_their_lifetime_each_with_a_clean_end_and_the_connection_stays() {
+    let pki = Pki::new(&[]);
+    let (_gw, tls) = tls_gateway(&pki, "sse:\n  max_connection_lifetime: 2s\n").await;
+    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("handshake");
+    let h2 = h2_client(conn).await;
+    let mut ends = Vec::new();
+    for _ in 0..3 {
+        let (_, body) = h2_request(&h2, "GET", "/events?channel=life", &[], None)
+            .await
+            .expect("stream");
+        // The whole body: it ends (END_STREAM, not a reset) with the jittered `retry:`.
+        ends.push(tokio::spawn(tokio::time::timeout(WAIT, read_all(body))));
+    }
+    for end in ends {
+        let body = end.await.expect("task").expect("the stream ends by itself");
+        assert!(
+            body.trim_end()
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("retry:")),
+            "{body}"
+        );
+    }
+    // The connection outlives its streams.
+    let (head, body) = h2_request(&h2, "GET", "/healthz", &[], None)
+        .await
+        .expect("same connection");
+    assert_eq!(head.status, 200);
+    assert_eq!(read_all(body).await, r#"{"status":"ok"}"#);
+}
