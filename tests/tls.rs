@@ -518,3 +518,39 @@ async fn h2_streams_end_at_their_lifetime_each_with_a_clean_end_and_the_connecti
     assert_eq!(head.status, 200);
     assert_eq!(read_all(body).await, r#"{"status":"ok"}"#);
 }
+
+#[tokio::test]
+async fn a_changed_tls_listen_needs_a_restart_and_the_listener_in_force_stays() {
+    let pki = Pki::new(&[]);
+    let (gw, tls) = tls_gateway(&pki, "").await;
+    let elsewhere = free_addr();
+    std::fs::write(
+        gw.config_path(),
+        base_config(&format!(
+            "tls:\n  listen: {elsewhere}\n  cert_file: \"{}\"\n  key_file: \"{}\"\n",
+            pki.cert_file.display(),
+            pki.key_file.display()
+        )),
+    )
+    .expect("write config");
+    gw.signal("HUP");
+    eventually(WAIT, "the reload says a restart is needed", || async {
+        gw.logs()
+            .lines()
+            .any(|l| l.contains("tls.listen changed") && l.contains("restart"))
+    })
+    .await;
+    eventually(WAIT, "the reload applied", || async {
+        gw.metric("sse_gateway_config_reloads_total", "result=\"ok\"")
+            .await
+            >= 1.0
+    })
+    .await;
+    pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("the listener in force still serves");
+    assert!(
+        tokio::net::TcpStream::connect(elsewhere).await.is_err(),
+        "nothing listens on the new address before a restart"
+    );
+}
