@@ -3,9 +3,9 @@
 //! published at 2 per second (delivered, p50 and p99 publish-to-receive latency).
 //!
 //! `cargo bench --bench h2_streams -- --bench [connections] [streams per connection] [events]`
-//! (defaults 20, 100 and 20): HTTP/2 opens `connections` connections of `streams per
+//! (defaults 100, 100 and 20): HTTP/2 opens `connections` connections of `streams per
 //! connection` streams each; plain and HTTPS/1.1 open as many streams, one connection each.
-//! `loadtest/run --h2` runs it and keeps the table in `loadtest/results/`.
+//! `loadtest/run --h2` runs it (about a minute) and keeps the table in `loadtest/results/`.
 //!
 //! Under `cargo test` (no `--bench` argument) it opens 2 x 5 streams and publishes 2 events: a
 //! check that the benchmark works, not a measurement.
