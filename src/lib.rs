@@ -14,8 +14,9 @@
 //! force and what derives from it, swapped whole) and [`reload`] (the file watcher and SIGHUP),
 //! [`front`] (the pingora HTTP front that routes every endpoint to its handler group), [`auth`],
 //! [`limits`], [`cors`], [`admin`] (`/stats`, `/clients`), [`static_files`] (the UI),
-//! [`metrics`], [`reply`] (the JSON error shape), [`drain`] (the shutdown flag every part reads)
-//! and [`shutdown`] (signals: drain, hand-over, reload). [`server`] wires them into one pingora server; it alone sees every part.
+//! [`metrics`], [`tls`] (the HTTPS listener's certificate), [`reply`] (the JSON error shape),
+//! [`drain`] (the shutdown flag every part reads) and [`shutdown`] (signals: drain, hand-over,
+//! reload). [`server`] wires them into one pingora server; it alone sees every part.
 
 pub mod admin;
 pub mod auth;
@@ -38,3 +39,4 @@ pub mod source;
 pub use sse_wire as sse;
 pub mod static_files;
 pub mod stream;
+pub mod tls;

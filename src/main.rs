@@ -66,6 +66,9 @@ fn main() -> ExitCode {
     };
     // One line on stdout that people and test harnesses can rely on.
     println!("sse-gateway listening on http://{}", built.listen);
+    if let Some(https) = built.https {
+        println!("sse-gateway listening on https://{https}");
+    }
     built.run()
 }
 

@@ -30,6 +30,7 @@ use crate::metrics;
 use crate::proxy::{self, Pools};
 use crate::snapshot::{Snapshot, Snapshots};
 use crate::source::Sources;
+use crate::tls::Certificates;
 
 /// Events on the file's directory within this window make one reload: an editor's save, or a
 /// ConfigMap's swap of symlinks, is several events.
@@ -83,6 +84,8 @@ pub struct Reloader {
     pub sources: Arc<Sources>,
     /// The upstream pools: unchanged ones are kept, with their health.
     pub pools: Arc<Pools>,
+    /// The HTTPS listener's certificate, when there is one: each reload stores the pair it read.
+    pub certificates: Option<Arc<Certificates>>,
     pub requests: ReloadRequests,
     pub trigger: ReloadTrigger,
     /// The config file's bytes, read just before the config in force was loaded from it;
@@ -162,6 +165,9 @@ impl Reloader {
         let generation = next.generation;
         self.hub.set_history_rules(next.history.clone());
         self.limits.reconfigure(&config.limits);
+        if let (Some(certificates), Some(tls)) = (&self.certificates, &config.tls) {
+            certificates.store(tls.pair.clone());
+        }
         self.snapshots.store(next);
         let revoked = revoke(&self.hub, &config);
         self.sources.apply(&config).await;
@@ -186,8 +192,9 @@ fn refused(path: &Path, cause: Cause, why: &str) {
     );
 }
 
-/// `listen` and `broker` are what the process was built around: a change to them is logged as
-/// needing a restart, and the values in force are kept.
+/// `listen`, `tls.listen` and `broker` are what the process was built around: a change to them
+/// is logged as needing a restart, and the values in force are kept (the certificate pair of a
+/// kept HTTPS listener is the new file's).
 fn keep_restart_only(current: &Config, mut next: Config) -> Config {
     if next.listen != current.listen {
         tracing::warn!(
@@ -196,6 +203,27 @@ fn keep_restart_only(current: &Config, mut next: Config) -> Config {
             "listen changed: a new address needs a restart (or `sse-gateway --upgrade`); keeping the current one"
         );
         next.listen = current.listen;
+    }
+    match (&current.tls, &mut next.tls) {
+        (Some(current), Some(next)) if next.listen != current.listen => {
+            tracing::warn!(
+                from = %current.listen,
+                to = %next.listen,
+                "tls.listen changed: a new address needs a restart; keeping the current one"
+            );
+            next.listen = current.listen;
+        }
+        (Some(_), None) => {
+            tracing::warn!(
+                "tls removed: closing the HTTPS listener needs a restart; it keeps serving with its certificate"
+            );
+            next.tls = current.tls.clone();
+        }
+        (None, Some(_)) => {
+            tracing::warn!("tls added: a new HTTPS listener needs a restart; not listening yet");
+            next.tls = None;
+        }
+        _ => {}
     }
     if next.broker != current.broker {
         tracing::warn!("broker changed: another broker needs a restart; keeping the current one");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownWatch};
@@ -30,6 +30,7 @@ use crate::shutdown::SignalWatch;
 use crate::snapshot::{self, Snapshot, Snapshots};
 use crate::source::{SourceContext, SourceService, Sources};
 use crate::stream::StreamContext;
+use crate::tls::Certificates;
 
 /// How long a node waits for Redis at startup before giving up (exit 2).
 const REDIS_STARTUP_PATIENCE: Duration = Duration::from_secs(10);
@@ -56,6 +57,8 @@ pub struct Built {
     pub server: Server,
     /// The address the listener binds (a concrete port even when the config said 0).
     pub listen: SocketAddr,
+    /// The address the HTTPS listener binds, when there is one (a concrete port too).
+    pub https: Option<SocketAddr>,
     signals: SignalWatch,
     upgrade_sock: PathBuf,
 }
@@ -72,7 +75,7 @@ impl Built {
     }
 }
 
-/// Builds the pingora server for `config`: the HTTP front on `listen`, the broker's replicator,
+/// Builds the pingora server for `config`: the HTTP front on `listen` (and on `tls.listen`), the broker's replicator,
 /// the sources, the config reloader and the janitor. `read_from` is the config file's bytes,
 /// read just before `config` was loaded from it (`None` for the embedded default): the
 /// reloader compares the file with them once it watches.
@@ -139,6 +142,15 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
         node: node.clone(),
         openapi: front::openapi_document()?,
     };
+    // The HTTPS listener's address (port 0 resolved like `listen`'s) and the certificate it
+    // presents, which reloads replace.
+    let https = match &config.tls {
+        Some(tls) => Some((
+            resolve_listen(tls.listen)?,
+            Certificates::new(tls.pair.clone()),
+        )),
+        None => None,
+    };
     let (reload, reload_requests) = ReloadTrigger::new();
     let reloader = Reloader {
         snapshots: snapshots.clone(),
@@ -147,6 +159,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
         limits: limits.clone(),
         sources: sources.clone(),
         pools: pools.clone(),
+        certificates: https.as_ref().map(|(_, certificates)| certificates.clone()),
         requests: reload_requests.into(),
         trigger: reload.clone(),
         read_from: read_from.into(),
@@ -181,18 +194,20 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
     remember_pid(&upgrade_sock);
     let phases = server.watch_execution_phase();
 
-    let mut options = HttpServerOptions::default();
-    options.h2c = false;
     let front = FrontApp::new(
         pingora::proxy::http_proxy(&server.configuration, Front { gateway }),
         snapshots.clone(),
-        options,
     );
     let mut http = Service::new("gateway".to_string(), front);
-    http.add_listener(
-        ListenerConfig::tcp(listen.to_string())
-            .l4_buffer(L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER)),
-    );
+    let l4_buffer = L4BufferSettings::new(CONN_READ_BUFFER, CONN_WRITE_BUFFER);
+    http.add_listener(ListenerConfig::tcp(listen.to_string()).l4_buffer(l4_buffer));
+    if let Some((tls_listen, certificates)) = &https {
+        http.add_listener(
+            ListenerConfig::tcp(tls_listen.to_string())
+                .tls(tls_settings(certificates.clone())?)
+                .l4_buffer(l4_buffer),
+        );
+    }
     server.add_service(http);
     if let Some(replicator) = replicator {
         server.add_service(background_service("redis replicator", replicator));
@@ -231,9 +246,21 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
     Ok(Built {
         server,
         listen,
+        https: https.map(|(addr, _)| addr),
         signals,
         upgrade_sock,
     })
+}
+
+/// The HTTPS listener's TLS: the certificate `certificates` holds in force, and HTTP/2 preferred
+/// over HTTP/1.1 by ALPN. Never given file names: pingora panics on files it cannot use, and the
+/// pair was read and checked with the config.
+fn tls_settings(certificates: Arc<Certificates>) -> Result<TlsSettings, String> {
+    let mut settings = TlsSettings::intermediate("", "")
+        .map_err(|e| format!("cannot set up the HTTPS listener: {e}"))?;
+    settings.set_cert_resolver(certificates);
+    settings.enable_h2();
+    Ok(settings)
 }
 
 /// Where a running gateway and its replacement hand the listening sockets over when none is

@@ -1,14 +1,18 @@
 //! TLS and HTTP/2 of the contract: an HTTPS listener serving everything the plain one does with
 //! h2 and HTTP/1.1 by ALPN, many streams over one HTTP/2 connection, h2c with
 //! `http2_cleartext`, certificate errors at their `file:line:col`, and a reload that re-reads the
-//! certificate. Not built yet: every test is ignored with the contract's reason.
+//! certificate; and HTTP/2 streams as clients of their own: a stream that stops reading (flow
+//! control) is a slow consumer while its siblings on the connection go on, and a stream the
+//! client resets is freed at once.
 
+mod backend;
 mod common;
 mod pki;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use backend::Backend;
 use bytes::Bytes;
 use common::*;
 use pki::Pki;
@@ -44,7 +48,15 @@ async fn h2_client<T>(io: T) -> h2::client::SendRequest<Bytes>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (send, connection) = h2::client::handshake(io).await.expect("h2 handshake");
+    h2_client_with(io, &h2::client::Builder::new()).await
+}
+
+/// An HTTP/2 client on `io` made by `builder` (flow-control windows, for one).
+async fn h2_client_with<T>(io: T, builder: &h2::client::Builder) -> h2::client::SendRequest<Bytes>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = builder.handshake(io).await.expect("h2 handshake");
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -102,7 +114,6 @@ async fn read_all(mut body: h2::RecvStream) -> String {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn https_serves_what_the_plain_listener_does_with_h2_and_http1_by_alpn() {
     let pki = Pki::new(&[]);
     let (gw, tls) = tls_gateway(&pki, "").await;
@@ -162,7 +173,6 @@ async fn https_serves_what_the_plain_listener_does_with_h2_and_http1_by_alpn() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn many_h2_streams_over_one_connection_each_behave_as_one_client() {
     let pki = Pki::new(&[]);
     let (gw, tls) = tls_gateway(&pki, "").await;
@@ -200,7 +210,6 @@ async fn many_h2_streams_over_one_connection_each_behave_as_one_client() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn h2c_with_prior_knowledge_is_served_only_with_http2_cleartext() {
     let gw = Gateway::start("http2_cleartext: true\n");
     let tcp = tokio::net::TcpStream::connect(gw.addr)
@@ -239,7 +248,6 @@ async fn h2c_with_prior_knowledge_is_served_only_with_http2_cleartext() {
 }
 
 #[test]
-#[ignore = "contract: not built yet"]
 fn bad_or_unreadable_certificate_files_are_config_errors_at_their_position() {
     let dir = tempfile::tempdir().expect("temp dir");
     let garbage = dir.path().join("garbage.pem");
@@ -280,7 +288,6 @@ fn bad_or_unreadable_certificate_files_are_config_errors_at_their_position() {
 }
 
 #[tokio::test]
-#[ignore = "contract: not built yet"]
 async fn a_reload_rereads_the_certificate_for_new_handshakes_and_keeps_open_connections() {
     let (first, second) = (Pki::new(&[]), Pki::new(&[]));
     // The gateway reads the pair from files of its own, which the test replaces.
@@ -325,4 +332,225 @@ async fn a_reload_rereads_the_certificate_for_new_handshakes_and_keeps_open_conn
     );
     gw.publish_ok("rotate", "note", "still connected").await;
     read_until(&mut events, "data: still connected\n\n", WAIT).await;
+}
+
+#[tokio::test]
+async fn https_http1_streams_and_proxied_routes_say_https() {
+    let pki = Pki::new(&[]);
+    let backend = Backend::start("a").await;
+    let (gw, tls) = tls_gateway(
+        &pki,
+        &format!(
+            "routes:\n  - {{path_prefix: /api/, upstream: a}}\nupstreams:\n  a: {{servers: [\"{}\"]}}\n",
+            backend.addr
+        ),
+    )
+    .await;
+
+    // A stream over HTTPS/1.1: the connection handed to the stream task is the TLS one.
+    let mut conn = pki::connect(&pki.client(&[b"http/1.1"]), tls, "localhost")
+        .await
+        .expect("handshake");
+    conn.write_all(b"GET /events?channel=tls1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(": connected") {
+        let n = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("stream opens")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: keep-alive"), "{head}");
+    gw.publish_ok("tls1", "note", "over https/1.1").await;
+    while !String::from_utf8_lossy(&seen).contains("data: over https/1.1\n\n") {
+        let n = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("the event arrives")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    // A proxied route over HTTP/2: the backend is told the client came over HTTPS.
+    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("handshake");
+    let h2 = h2_client(conn).await;
+    let (head, body) = h2_request(&h2, "GET", "/api/info", &[], None)
+        .await
+        .expect("proxied");
+    assert_eq!(head.status, 200);
+    assert_eq!(read_all(body).await, "a");
+    let seen = backend.requests();
+    assert_eq!(seen[0].header("x-forwarded-proto"), Some("https"));
+}
+
+#[tokio::test]
+async fn an_h2_stream_that_stops_reading_is_a_slow_consumer_and_its_siblings_go_on() {
+    let pki = Pki::new(&[]);
+    let (gw, tls) = tls_gateway(&pki, "sse:\n  client_queue: 16\n").await;
+    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("handshake");
+    // As browsers do: a connection window far larger than a stream's, so that one stream's
+    // unread bytes do not hold the others back on the client's side.
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024);
+    let h2 = h2_client_with(conn, &builder).await;
+    let (_, stalled) = h2_request(&h2, "GET", "/events?channel=flood", &[], None)
+        .await
+        .expect("stream");
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (_, mut body) = h2_request(&h2, "GET", "/events?channel=flood", &[], None)
+            .await
+            .expect("stream");
+        readers.push(tokio::spawn(async move {
+            let seen = read_until(&mut body, "data: last\n\n", WAIT * 2).await;
+            (seen, body)
+        }));
+    }
+    eventually(WAIT, "4 clients", || async {
+        gw.admin_get("/clients").await["total"] == 4
+    })
+    .await;
+
+    // 128 KiB for each stream: 16 KiB fill the stalled stream's window, 16 more events its
+    // queue, and the rest overflow it.
+    let data = "x".repeat(1024);
+    for _ in 0..128 {
+        gw.publish_ok("flood", "note", &data).await;
+    }
+    eventually(WAIT, "the stalled stream disconnected as slow", || async {
+        gw.metric("sse_gateway_slow_consumer_disconnects_total", "")
+            .await
+            == 1.0
+    })
+    .await;
+    gw.publish_ok("flood", "note", "last").await;
+    let mut siblings = Vec::new();
+    for reader in readers {
+        let (seen, body) = reader.await.expect("reader");
+        assert_eq!(seen.matches(&data).count(), 128, "a sibling missed events");
+        siblings.push(body);
+    }
+    assert_eq!(gw.admin_get("/clients").await["total"], 3);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn an_h2_stream_the_client_resets_is_freed_at_once() {
+    let pki = Pki::new(&[]);
+    let (gw, tls) = tls_gateway(&pki, "").await;
+    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("handshake");
+    let h2 = h2_client(conn).await;
+    let request = http::Request::builder()
+        .uri("https://localhost/events?channel=reset")
+        .body(())
+        .expect("request");
+    let mut send = h2.clone().ready().await.expect("ready");
+    let (response, mut outgoing) = send.send_request(request, false).expect("send");
+    let (head, _body) = response.await.expect("response").into_parts();
+    assert_eq!(head.status, 200);
+    let (_, mut sibling) = h2_request(&h2, "GET", "/events?channel=reset", &[], None)
+        .await
+        .expect("stream");
+    eventually(WAIT, "2 clients", || async {
+        gw.admin_get("/clients").await["total"] == 2
+    })
+    .await;
+
+    outgoing.send_reset(h2::Reason::CANCEL);
+    eventually(WAIT, "the reset stream is gone", || async {
+        gw.admin_get("/clients").await["total"] == 1
+    })
+    .await;
+    assert_eq!(
+        gw.metric("sse_gateway_streams_closed_total", "reason=\"client_left\"")
+            .await,
+        1.0
+    );
+    // The connection and its other stream go on.
+    gw.publish_ok("reset", "note", "still here").await;
+    read_until(&mut sibling, "data: still here\n\n", WAIT).await;
+}
+
+#[tokio::test]
+async fn h2_streams_end_at_their_lifetime_each_with_a_clean_end_and_the_connection_stays() {
+    let pki = Pki::new(&[]);
+    let (_gw, tls) = tls_gateway(&pki, "sse:\n  max_connection_lifetime: 2s\n").await;
+    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("handshake");
+    let h2 = h2_client(conn).await;
+    let mut ends = Vec::new();
+    for _ in 0..3 {
+        let (_, body) = h2_request(&h2, "GET", "/events?channel=life", &[], None)
+            .await
+            .expect("stream");
+        // The whole body: it ends (END_STREAM, not a reset) with the jittered `retry:`.
+        ends.push(tokio::spawn(tokio::time::timeout(WAIT, read_all(body))));
+    }
+    for end in ends {
+        let body = end.await.expect("task").expect("the stream ends by itself");
+        assert!(
+            body.trim_end()
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("retry:")),
+            "{body}"
+        );
+    }
+    // The connection outlives its streams.
+    let (head, body) = h2_request(&h2, "GET", "/healthz", &[], None)
+        .await
+        .expect("same connection");
+    assert_eq!(head.status, 200);
+    assert_eq!(read_all(body).await, r#"{"status":"ok"}"#);
+}
+
+#[tokio::test]
+async fn a_changed_tls_listen_needs_a_restart_and_the_listener_in_force_stays() {
+    let pki = Pki::new(&[]);
+    let (gw, tls) = tls_gateway(&pki, "").await;
+    let elsewhere = free_addr();
+    std::fs::write(
+        gw.config_path(),
+        base_config(&format!(
+            "tls:\n  listen: {elsewhere}\n  cert_file: \"{}\"\n  key_file: \"{}\"\n",
+            pki.cert_file.display(),
+            pki.key_file.display()
+        )),
+    )
+    .expect("write config");
+    gw.signal("HUP");
+    eventually(WAIT, "the reload says a restart is needed", || async {
+        gw.logs()
+            .lines()
+            .any(|l| l.contains("tls.listen changed") && l.contains("restart"))
+    })
+    .await;
+    eventually(WAIT, "the reload applied", || async {
+        gw.metric("sse_gateway_config_reloads_total", "result=\"ok\"")
+            .await
+            >= 1.0
+    })
+    .await;
+    pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("the listener in force still serves");
+    assert!(
+        tokio::net::TcpStream::connect(elsewhere).await.is_err(),
+        "nothing listens on the new address before a restart"
+    );
 }

@@ -15,8 +15,9 @@
 // Artifacts (screenshots, both programs' logs, the page's console) go to e2e/artifacts/.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -638,4 +639,102 @@ describe('web UI against a real gateway and upstream', () => {
       assert.match(text, /Invalid channel name/);
       assert.match(text, /400 invalid_channel/);
     }));
+});
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a listener the gateway does not print). */
+function freePort() {
+  return new Promise((resolvePromise, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePromise(port));
+    });
+  });
+}
+
+describe('HTTPS and HTTP/2 in the browser', () => {
+  let tlsGateway;
+  let tlsBrowser;
+  let tlsTmp;
+  let origin;
+
+  before(
+    async () => {
+      for (const [what, path] of [
+        ['sse-gateway', gatewayBin],
+        ['chromium', chromiumPath],
+      ]) {
+        assert.ok(existsSync(path), `${what} not found at ${path}`);
+      }
+      mkdirSync(artifacts, { recursive: true });
+      tlsTmp = mkdtempSync(join(tmpdir(), 'sse-gateway-e2e-tls-'));
+      // A self-signed certificate made for this run: the browser is told to accept it.
+      const [cert, certKey] = [join(tlsTmp, 'gateway.crt'), join(tlsTmp, 'gateway.key')];
+      const made = spawnSync('openssl', [
+        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+        '-keyout', certKey, '-out', cert, '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ]);
+      assert.equal(made.status, 0, `openssl: ${made.stderr}`);
+      const port = await freePort();
+      origin = `https://localhost:${port}`;
+      const config = join(tlsTmp, 'gateway.yaml');
+      writeFileSync(config, [
+        'listen: 127.0.0.1:0',
+        'static_dir: ""',
+        `tls: {listen: "127.0.0.1:${port}", cert_file: ${JSON.stringify(cert)}, key_file: ${JSON.stringify(certKey)}}`,
+        'channels:',
+        '  - {name: "*", subscribe: public, publish: claims}',
+        'auth:',
+        '  api_keys:',
+        '    - {name: e2e, key_env: E2E_KEY, publish: ["*"], admin: true}',
+        '',
+      ].join('\n'));
+      tlsGateway = await startProgram('sse-gateway', gatewayBin, ['--config', config], { E2E_KEY: key }, 'sse-gateway-https');
+      tlsBrowser = await chromium.launch({
+        executablePath: chromiumPath,
+        headless: !process.env.E2E_HEADED,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--ignore-certificate-errors'],
+      });
+    },
+    CASE,
+  );
+
+  after(async () => {
+    await tlsBrowser?.close().catch(() => {});
+    await stopProgram(tlsGateway?.child);
+    if (tlsTmp) rmSync(tlsTmp, { recursive: true, force: true });
+  });
+
+  it('ten EventSources to one origin over HTTPS (HTTP/2) all open and all receive a published event', CASE, async () => {
+    const context = await tlsBrowser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${origin}/healthz`);
+      // Over HTTP/1.1 a browser holds six connections per origin, and the seventh stream would wait.
+      assert.equal(await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol), 'h2');
+      const channel = unique('h2');
+      await page.evaluate((channel) => {
+        window.opened = new Set();
+        window.received = new Map();
+        for (let i = 0; i < 10; i++) {
+          const source = new EventSource(`/events?channel=${channel}`);
+          source.onopen = () => window.opened.add(i);
+          source.addEventListener('note', (e) => window.received.set(i, e.data));
+        }
+      }, channel);
+      await page.waitForFunction(() => window.opened.size === 10, null, { timeout: WAIT_MS });
+      const clients = await api('GET', '/clients', undefined, tlsGateway.url);
+      assert.equal(clients.json.total, 10);
+      const marker = unique('all-ten');
+      await broadcast(channel, 'note', marker, tlsGateway.url);
+      await page.waitForFunction(
+        (marker) => [...window.received.values()].filter((data) => data === marker).length === 10,
+        marker,
+        { timeout: WAIT_MS },
+      );
+    } finally {
+      await context.close();
+    }
+  });
 });

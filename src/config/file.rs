@@ -38,6 +38,17 @@ pub(super) struct RawConfig {
     pub shutdown: Option<RawShutdown>,
     /// CIDRs whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// The HTTPS listener.
+    pub tls: Option<Spanned<RawTls>>,
+    /// h2c with prior knowledge on the plain listener.
+    pub http2_cleartext: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RawTls {
+    pub listen: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

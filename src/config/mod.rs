@@ -10,7 +10,10 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use pingora::tls::sign::CertifiedKey;
 
 pub use validate::{
     load, load_str, load_str_with_env, load_with_env, ConfigError, ConfigErrors, EnvLookup,
@@ -42,8 +45,34 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Peers whose `X-Forwarded-For` names the client (`trusted_proxies:`).
     pub trusted_proxies: Vec<Cidr>,
+    /// The HTTPS listener (`tls:`), serving everything the plain one does, HTTP/2 and HTTP/1.1
+    /// by ALPN.
+    pub tls: Option<TlsConfig>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener (`http2_cleartext:`).
+    pub http2_cleartext: bool,
     /// The file this came from (for messages); `None` for the embedded default.
     pub source: Option<PathBuf>,
+}
+
+/// `tls:`: where the HTTPS listener binds and the certificate it presents.
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The pair as read and checked when the config loaded: what new handshakes present once
+    /// this config is in force (a reload reads the files again).
+    pub pair: Arc<CertifiedKey>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("listen", &self.listen)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `sse:`: how streams are framed and how long they live.

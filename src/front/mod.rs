@@ -202,17 +202,21 @@ tokio::task_local! {
 /// long request or stream is never cut by it.
 pub struct FrontApp {
     proxy: Arc<HttpProxy<Front>>,
-    /// For the deadline in force.
+    /// For the deadline and the `http2_cleartext` in force.
     snapshots: Arc<Snapshots>,
-    options: HttpServerOptions,
+    /// The options of a connection, without and with h2c (`http2_cleartext`), which pingora
+    /// asks for on every new connection: a reload that turns h2c on or off applies to the next
+    /// one. (On TLS, pingora ignores h2c: ALPN decides.)
+    options: [HttpServerOptions; 2],
 }
 
 impl FrontApp {
-    pub fn new(
-        proxy: HttpProxy<Front>,
-        snapshots: Arc<Snapshots>,
-        options: HttpServerOptions,
-    ) -> FrontApp {
+    pub fn new(proxy: HttpProxy<Front>, snapshots: Arc<Snapshots>) -> FrontApp {
+        let options = [false, true].map(|h2c| {
+            let mut options = HttpServerOptions::default();
+            options.h2c = h2c;
+            options
+        });
         FrontApp {
             proxy: Arc::new(proxy),
             snapshots,
@@ -240,7 +244,8 @@ impl HttpServerApp for FrontApp {
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
-        Some(&self.options)
+        let h2c = self.snapshots.load().config.http2_cleartext;
+        Some(&self.options[usize::from(h2c)])
     }
 
     async fn http_cleanup(&self) {

@@ -92,7 +92,8 @@ pub struct Admitted {
 /// The hand-off is what keeps an idle stream small: the request-handling task (with pingora's
 /// session, its header buffer and the request future) ends here, and the stream task keeps only
 /// the socket and its own loop. On HTTP/1.1 that socket is the raw connection, written as chunked
-/// encoding directly (see [`socket`]); other protocols keep their session.
+/// encoding directly (see `socket`); on HTTP/2 it is the stream's body writer on the shared
+/// connection.
 pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Admitted) {
     let Admitted {
         common,
@@ -142,6 +143,27 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
                 drop(permit);
                 finished(End::ClientLeft);
             }
+        },
+        ServerSession::H2(mut h2) => match h2.take_response_body_writer() {
+            // The rest of the session (request and response heads, the request body's end) is
+            // dropped here: about 4 KiB per stream (see `H2Stream`).
+            Some(writer) => {
+                let out = H2Stream {
+                    writer,
+                    write_timeout,
+                };
+                spawn_stream(out, sub, permit, settings, drain);
+            }
+            None => spawn_stream(
+                SessionOut {
+                    session: ServerSession::H2(h2),
+                    write_timeout,
+                },
+                sub,
+                permit,
+                settings,
+                drain,
+            ),
         },
         session => spawn_stream(
             SessionOut {
@@ -201,7 +223,8 @@ fn response_header(
     Ok(resp)
 }
 
-/// A stream on a protocol without a raw socket to hand off (HTTP/2): written through its session.
+/// A stream on a protocol with neither a raw socket to hand off nor an HTTP/2 body writer:
+/// written through its whole session.
 struct SessionOut {
     session: ServerSession,
     write_timeout: Duration,
@@ -229,5 +252,52 @@ impl Downstream for SessionOut {
                 _ => return,
             }
         }
+    }
+}
+
+/// An HTTP/2 stream after its header: its body writer on pingora's h2 connection, and nothing
+/// else of the session.
+///
+/// Each HTTP/2 stream is a client of its own; they share the connection, which pingora's
+/// accept loop drives. Holding the whole session kept the request and response heads of every
+/// stream for its whole life: 7.8 KiB per stream against 3.7 KiB with the writer alone
+/// (`loadtest/run --h2`, 100 connections x 100 streams). Writes wait for the stream's
+/// flow-control window, as pingora's own `write_body` does: a client that stops reading blocks
+/// only its own stream, whose queue then overflows (a slow consumer); dropping the writer
+/// before the end resets the stream (`RST_STREAM`) and leaves the connection's other streams be.
+struct H2Stream {
+    writer: h2::SendStream<Bytes>,
+    write_timeout: Duration,
+}
+
+impl Downstream for H2Stream {
+    async fn write(&mut self, mut chunk: Bytes, end: bool) -> Result<(), WriteError> {
+        let writer = &mut self.writer;
+        let write = async {
+            if chunk.is_empty() {
+                return writer.send_data(chunk, end).map_err(|_| WriteError::Closed);
+            }
+            while !chunk.is_empty() {
+                writer.reserve_capacity(chunk.len());
+                let n = match std::future::poll_fn(|cx| writer.poll_capacity(cx)).await {
+                    Some(Ok(n)) => n,
+                    _ => return Err(WriteError::Closed),
+                };
+                let part = chunk.split_to(n.min(chunk.len()));
+                writer
+                    .send_data(part, end && chunk.is_empty())
+                    .map_err(|_| WriteError::Closed)?;
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(r) => r,
+            Err(_) => Err(WriteError::TimedOut),
+        }
+    }
+
+    async fn gone(&mut self) {
+        // The client reset the stream (`Ok`), or the connection is gone (`Err`).
+        let _ = std::future::poll_fn(|cx| self.writer.poll_reset(cx)).await;
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! This module holds the file as a whole (loading, the problems, [`Checker`] and the top level);
 //! each section has a file of its own with its tests beside it: `serving` (`listen`, `sse`,
-//! `metrics`, `shutdown`), `channels` (`history`, `channels`), `broker`, `sources`, `proxy`
-//! (`upstreams`, `routes`), `auth`, `cors`, `limits`; `values` checks what they all use
-//! (durations, counts, paths, patterns, addresses).
+//! `metrics`, `shutdown`), `tls` (`tls`, `http2_cleartext`), `channels` (`history`,
+//! `channels`), `broker`, `sources`, `proxy` (`upstreams`, `routes`), `auth`, `cors`, `limits`;
+//! `values` checks what they all use (durations, counts, paths, patterns, addresses).
 //!
 //! Each section is taken apart with an exhaustive `let Raw.. { .. } = ..;` so that a key added
 //! to `file.rs` cannot be forgotten here: the compiler asks where it goes. Bad values are
@@ -25,14 +25,14 @@ use crate::auth::jwt::PublicKeyKind;
 use super::file::{
     self, Pos, RawApiKey, RawAuth, RawBroker, RawChannel, RawConfig, RawCors, RawHealthCheck,
     RawHistory, RawJwt, RawLimits, RawMetrics, RawPassive, RawRate, RawRoute, RawServer,
-    RawShutdown, RawSource, RawSse, RawUpstream,
+    RawShutdown, RawSource, RawSse, RawTls, RawUpstream,
 };
 use super::{
     is_valid_channel, ApiKey, AuthConfig, Balance, BrokerConfig, ChannelPattern, ChannelRule, Cidr,
     Config, CorsConfig, HashKey, HealthCheckConfig, HeartbeatKind, HistoryLimits, JwtAlgorithm,
     JwtConfig, JwtKeyMaterial, JwtKeySource, LimitsConfig, MetricsConfig, PassiveConfig, Policy,
     RateLimit, RouteAuth, RouteConfig, ServerConfig, ShutdownConfig, SourceChannel, SourceConfig,
-    SourceMode, SourceTarget, SseConfig, UpstreamConfig,
+    SourceMode, SourceTarget, SseConfig, TlsConfig, UpstreamConfig,
 };
 
 mod auth;
@@ -43,6 +43,7 @@ mod limits;
 mod proxy;
 mod serving;
 mod sources;
+mod tls;
 mod values;
 
 use values::*;
@@ -286,6 +287,8 @@ impl Checker<'_> {
             metrics,
             shutdown,
             trusted_proxies,
+            tls,
+            http2_cleartext,
         } = raw;
         let listen = self.listen(listen.as_ref());
         let static_dir = match static_dir {
@@ -314,6 +317,7 @@ impl Checker<'_> {
         let metrics = self.metrics(metrics.unwrap_or_default(), &sse.path);
         let shutdown = self.shutdown(shutdown.unwrap_or_default());
         let trusted_proxies = self.trusted_proxies(trusted_proxies.unwrap_or_default());
+        let tls = tls.and_then(|tls| self.tls(tls, listen));
         Config {
             listen,
             static_dir,
@@ -330,6 +334,8 @@ impl Checker<'_> {
             routes,
             upstreams,
             trusted_proxies,
+            tls,
+            http2_cleartext: http2_cleartext.is_some_and(|on| on.value),
             source: source.map(Path::to_path_buf),
         }
     }
