@@ -743,8 +743,14 @@ async fn upstream_event_streams_are_relayed_event_by_event_and_a_leaving_client_
     .await;
 }
 
-#[tokio::test]
+/// How often the WebSocket test tries its handshake. pingora 0.9.1 tears an upgrade down right
+/// after its 101 when it happens to read the upstream's 101 before the request's empty body
+/// (cloudflare/pingora#946; the fix, PR #947, is not released): the client gets the 101, then
+/// an end of file. It is rare, and seen only on a busy machine; a WebSocket client reconnects,
+/// and so does this test.
+const UPGRADE_ATTEMPTS: usize = 5;
 
+#[tokio::test]
 async fn websocket_upgrades_are_proxied_as_upgrades() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -752,9 +758,24 @@ async fn websocket_upgrades_are_proxied_as_upgrades() {
          upstreams:\n  a: {{servers: [\"{}\"]}}\n",
         a.addr
     ));
-    let mut sock = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
+    let mut torn_down = Vec::new();
+    for _ in 0..UPGRADE_ATTEMPTS {
+        match upgrade_and_echo(gw.addr).await {
+            Ok(()) => {
+                assert_eq!(a.requests()[0].header("upgrade"), Some("websocket"));
+                return;
+            }
+            Err(e) => torn_down.push(e),
+        }
+    }
+    panic!("no tunnel in {UPGRADE_ATTEMPTS} upgrades: {torn_down:?}");
+}
+
+/// One WebSocket handshake through the gateway, which must answer 101, then one frame sent and
+/// echoed through the tunnel. `Err` when the tunnel closed after the 101 (see
+/// [`UPGRADE_ATTEMPTS`]).
+async fn upgrade_and_echo(gw: std::net::SocketAddr) -> Result<(), String> {
+    let mut sock = tokio::net::TcpStream::connect(gw).await.expect("connect");
     sock.write_all(
         b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -773,15 +794,17 @@ async fn websocket_upgrades_are_proxied_as_upgrades() {
     }
     let (status, _) = head_of(&String::from_utf8_lossy(&got));
     assert_eq!(status, 101);
-    assert_eq!(a.requests()[0].header("upgrade"), Some("websocket"));
     // The connection is now a tunnel both ways.
-    sock.write_all(b"\x81\x05hello").await.expect("write");
+    sock.write_all(b"\x81\x05hello")
+        .await
+        .map_err(|e| e.to_string())?;
     let mut echo = [0u8; 7];
     tokio::time::timeout(WAIT, sock.read_exact(&mut echo))
         .await
         .expect("echo in time")
-        .expect("read");
+        .map_err(|e| format!("after the 101: {e}"))?;
     assert_eq!(&echo, b"\x81\x05hello");
+    Ok(())
 }
 
 #[tokio::test]
