@@ -9,7 +9,10 @@
 //! stream: each chunk is compressed on its own by the worker thread's compressor, reset in
 //! between, and the stream keeps only what its framing needs (gzip: the CRC and length for the
 //! trailer; zstd: nothing, each chunk is a frame of its own, and a zstd stream may hold several
-//! frames). The cost is that a chunk does not refer back to earlier ones. Brotli has no way to
+//! frames). gzip still refers back: the deflate compressor is primed with the stream's previous
+//! chunk, which the client's decoder has just produced and so holds in its window; the stream
+//! keeps that chunk as a handle on its bytes, which an event's chunk shares with every other
+//! stream it was sent to. zstd frames cannot refer to an earlier frame. Brotli has no way to
 //! continue one stream with a fresh encoder, so a br stream keeps its encoder, with a small
 //! window and quality; it is the last choice when a client accepts several encodings.
 
@@ -26,7 +29,9 @@ const GZIP_LEVEL: u32 = 1;
 /// zstd's level.
 const ZSTD_LEVEL: i32 = 1;
 /// Brotli's quality and window (log2 of its size): its encoder lives as long as the stream.
-const BROTLI_QUALITY: u32 = 1;
+/// Quality 2 is the lowest whose output refers back across flushes (0 and 1 compress each flush
+/// on its own), and it needs less memory than 1's two-pass buffers.
+const BROTLI_QUALITY: u32 = 2;
 const BROTLI_LGWIN: u32 = 16;
 /// Brotli's output buffer, per stream.
 const BROTLI_BUFFER: usize = 1024;
@@ -156,7 +161,7 @@ impl Coder {
 
     /// `chunk` compressed and flushed; with `end`, the compressed stream's end after it. A
     /// compressor that fails closes the stream.
-    fn compress(&mut self, chunk: &[u8], end: bool) -> Result<Bytes, WriteError> {
+    fn compress(&mut self, chunk: &Bytes, end: bool) -> Result<Bytes, WriteError> {
         if chunk.is_empty() && !end {
             return Ok(Bytes::new());
         }
@@ -180,19 +185,24 @@ thread_local! {
         RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok());
 }
 
-/// One gzip member across a whole stream, written as independent deflate blocks per chunk:
-/// only the trailer's CRC and length are kept between chunks.
+/// One gzip member across a whole stream, written as deflate blocks per chunk by a reset
+/// compressor: between chunks only the trailer's CRC and length are kept, and the previous
+/// chunk to prime the next one with.
 #[derive(Default)]
 struct GzipMember {
     started: bool,
     crc: Crc,
+    previous: Bytes,
 }
+
+/// The most of the previous chunk a gzip chunk may refer to: deflate's window.
+const DEFLATE_WINDOW: usize = 32 * 1024;
 
 /// A gzip header with no name, time or flags (RFC 1952): `OS` 255 (unknown).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 impl GzipMember {
-    fn compress(&mut self, chunk: &[u8], end: bool) -> Option<Vec<u8>> {
+    fn compress(&mut self, chunk: &Bytes, end: bool) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(chunk.len() / 2 + 64);
         if !self.started {
             out.extend_from_slice(&GZIP_HEADER);
@@ -202,6 +212,10 @@ impl GzipMember {
         DEFLATE.with(|deflate| {
             let mut deflate = deflate.borrow_mut();
             deflate.reset();
+            let previous = &self.previous[self.previous.len().saturating_sub(DEFLATE_WINDOW)..];
+            if !previous.is_empty() {
+                deflate.set_dictionary(previous).ok()?;
+            }
             let flush = if end {
                 FlushCompress::Finish
             } else {
@@ -219,6 +233,9 @@ impl GzipMember {
                 }
             }
         })?;
+        if !chunk.is_empty() {
+            self.previous = chunk.clone();
+        }
         if end {
             out.extend_from_slice(&self.crc.sum().to_le_bytes());
             out.extend_from_slice(&self.crc.amount().to_le_bytes());
@@ -285,11 +302,12 @@ mod tests {
             let mut wire = Vec::new();
             let mut expected = Vec::new();
             for chunk in chunks {
-                wire.extend_from_slice(&coder.compress(chunk, false).expect("compress"));
-                expected.extend_from_slice(chunk);
+                let chunk = Bytes::from_static(chunk);
+                wire.extend_from_slice(&coder.compress(&chunk, false).expect("compress"));
+                expected.extend_from_slice(&chunk);
                 assert_eq!(decode_prefix(encoding, &wire), expected, "{encoding:?}");
             }
-            wire.extend_from_slice(&coder.compress(b"", true).expect("finish"));
+            wire.extend_from_slice(&coder.compress(&Bytes::new(), true).expect("finish"));
             assert_eq!(decode_all(encoding, &wire), expected, "{encoding:?}");
         }
     }
