@@ -61,6 +61,7 @@ pub(super) struct RawSse {
     pub max_connection_lifetime: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub padding: Option<Spanned<i64>>,
+    pub compression: Option<Spanned<bool>>,
 }
 
 /// `history:` at the top level, and a channel rule's override of it (key by key).

@@ -93,6 +93,8 @@ pub struct SseConfig {
     pub idle_timeout: Option<Duration>,
     /// Bytes of comment padding sent when a stream opens, for buffering proxies.
     pub padding: usize,
+    /// Streams are compressed (gzip, br, zstd) when the client's `Accept-Encoding` asks.
+    pub compression: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

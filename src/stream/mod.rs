@@ -5,6 +5,7 @@
 //! the stream itself against any [`Downstream`], which is how its timing is tested with paused
 //! time.
 
+mod compress;
 mod pump;
 mod request;
 mod socket;
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 
+use compress::{Compressed, Encoding};
 pub use pump::{pump, Downstream, End, WriteError};
 pub use request::StreamRequest;
 use socket::Connection;
@@ -48,6 +50,8 @@ pub struct StreamSettings {
     /// Time left on the credential the stream was opened with (a JWT's `exp`): the stream ends
     /// then with a `token_expired` event. `None` for API keys and anonymous streams.
     pub expires_in: Option<Duration>,
+    /// `sse.compression`: the stream is compressed when the client's `Accept-Encoding` asks.
+    pub compression: bool,
 }
 
 impl StreamSettings {
@@ -62,6 +66,7 @@ impl StreamSettings {
             queue: cfg.sse.client_queue,
             grace_period: cfg.shutdown.grace_period,
             expires_in: None,
+            compression: cfg.sse.compression,
         }
     }
 }
@@ -116,7 +121,17 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
         principal: who.map(Arc::new),
         queue: settings.queue,
     });
-    let header = match response_header(&session, &common) {
+    let encoding = if settings.compression {
+        session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Encoding::negotiate)
+    } else {
+        None
+    };
+    let header = match response_header(&session, &common, settings.compression, encoding) {
         Ok(header) => header,
         Err(e) => {
             tracing::warn!(error = %e, "cannot build the stream's response header");
@@ -137,7 +152,7 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
     let write_timeout = settings.write_timeout;
     match session {
         ServerSession::H1(h1) => match Connection::new(h1.into_inner(), write_timeout).await {
-            Ok(out) => spawn_stream(out, sub, permit, settings, drain),
+            Ok(out) => spawn_stream(out, encoding, sub, permit, settings, drain),
             // The client left before its stream could start.
             Err(_) => {
                 drop(permit);
@@ -152,13 +167,14 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
                     writer,
                     write_timeout,
                 };
-                spawn_stream(out, sub, permit, settings, drain);
+                spawn_stream(out, encoding, sub, permit, settings, drain);
             }
             None => spawn_stream(
                 SessionOut {
                     session: ServerSession::H2(h2),
                     write_timeout,
                 },
+                encoding,
                 sub,
                 permit,
                 settings,
@@ -170,6 +186,7 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
                 session,
                 write_timeout,
             },
+            encoding,
             sub,
             permit,
             settings,
@@ -178,9 +195,26 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
     }
 }
 
+/// Runs the stream on a task of its own, through a compressor when it has an `encoding`.
+fn spawn_stream<D>(
+    out: D,
+    encoding: Option<Encoding>,
+    sub: Subscription,
+    permit: StreamPermit,
+    settings: StreamSettings,
+    drain: Arc<Drain>,
+) where
+    D: Downstream + Send + 'static,
+{
+    match encoding {
+        Some(encoding) => run(Compressed::new(out, encoding), sub, permit, settings, drain),
+        None => run(out, sub, permit, settings, drain),
+    }
+}
+
 /// Runs the stream on a task of its own and counts how it ended. The permit is given back to
 /// the limits when the task ends.
-fn spawn_stream<D>(
+fn run<D>(
     mut out: D,
     sub: Subscription,
     permit: StreamPermit,
@@ -206,11 +240,15 @@ fn finished(end: End) {
     }
 }
 
+/// The stream's response header; with compression on, it varies by `Accept-Encoding` whether or
+/// not this client gets an `encoding`.
 fn response_header(
     session: &ServerSession,
     common: &CommonHeaders,
+    compression: bool,
+    encoding: Option<Encoding>,
 ) -> pingora::Result<ResponseHeader> {
-    let mut resp = ResponseHeader::build(200, Some(8))?;
+    let mut resp = ResponseHeader::build(200, Some(10))?;
     resp.insert_header("content-type", "text/event-stream; charset=utf-8")?;
     resp.insert_header("cache-control", "no-cache")?;
     resp.insert_header("x-accel-buffering", "no")?;
@@ -220,6 +258,13 @@ fn response_header(
         resp.insert_header("transfer-encoding", "chunked")?;
     }
     common.apply(&mut resp)?;
+    // After the common headers, whose `Vary: Origin` would replace it.
+    if let Some(encoding) = encoding {
+        resp.insert_header("content-encoding", encoding.token())?;
+    }
+    if compression {
+        resp.append_header("vary", "Accept-Encoding")?;
+    }
     Ok(resp)
 }
 

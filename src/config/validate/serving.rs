@@ -33,6 +33,7 @@ impl Checker<'_> {
             max_connection_lifetime,
             idle_timeout,
             padding,
+            compression,
         } = raw;
         let padding = match padding {
             Some(raw) => match self.count("sse.padding", Some(&raw), 0, 0) {
@@ -75,6 +76,7 @@ impl Checker<'_> {
             ),
             idle_timeout: self.optional_duration("sse.idle_timeout", idle_timeout.as_ref(), None),
             padding,
+            compression: compression.is_some_and(|on| on.value),
         }
     }
 
@@ -165,6 +167,17 @@ mod tests {
         one_problem(
             "limits: {header_read_timeout: 0ms}",
             "1:31: limits.header_read_timeout: must be more than 0s",
+        );
+    }
+
+    #[test]
+    fn compression_is_off_unless_turned_on_and_takes_only_a_boolean() {
+        assert!(!load_ok("").sse.compression);
+        assert!(load_ok("sse: {compression: true}").sse.compression);
+        let found = problems("sse:\n  compression: gzip\n");
+        assert!(
+            found.len() == 1 && found[0].starts_with("2:16") && found[0].contains("true or false"),
+            "{found:#?}"
         );
     }
 }

@@ -84,6 +84,7 @@ fn settings() -> StreamSettings {
         queue: 16,
         grace_period: Duration::from_secs(10),
         expires_in: None,
+        compression: false,
     }
 }
 

@@ -1,0 +1,346 @@
+//! Compressed streams (`sse.compression: true`): the encoding a client's `Accept-Encoding`
+//! asks for, and [`Compressed`], the [`Downstream`] that compresses each chunk before the
+//! transport writes it.
+//!
+//! Every chunk (the opening, a batch of events, a heartbeat) ends in a flush, so the client can
+//! decode it as soon as it arrives. What an idle stream keeps matters more than the ratio: a
+//! compressor's state (gzip's window and hash tables, zstd's context) costs tens to hundreds of
+//! KiB, against 3.6 KiB for a whole plain stream. So gzip and zstd keep no compressor per
+//! stream: each chunk is compressed on its own by the worker thread's compressor, reset in
+//! between, and the stream keeps only what its framing needs (gzip: the CRC and length for the
+//! trailer; zstd: nothing, each chunk is a frame of its own, and a zstd stream may hold several
+//! frames). gzip still refers back: the deflate compressor is primed with the stream's previous
+//! chunk, which the client's decoder has just produced and so holds in its window; the stream
+//! keeps that chunk as a handle on its bytes, which an event's chunk shares with every other
+//! stream it was sent to. zstd frames cannot refer to an earlier frame. Brotli has no way to
+//! continue one stream with a fresh encoder, so a br stream keeps its encoder, with a small
+//! window and quality; it is the last choice when a client accepts several encodings.
+
+use std::cell::RefCell;
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, Crc, FlushCompress};
+
+use super::pump::{Downstream, WriteError};
+
+/// gzip's level: 1, the fastest, does nearly as well as higher ones on chunks of a few events.
+const GZIP_LEVEL: u32 = 1;
+/// zstd's level.
+const ZSTD_LEVEL: i32 = 1;
+/// Brotli's quality and window (log2 of its size): its encoder lives as long as the stream.
+/// Quality 2 is the lowest whose output refers back across flushes (0 and 1 compress each flush
+/// on its own), and it needs less memory than 1's two-pass buffers.
+const BROTLI_QUALITY: u32 = 2;
+const BROTLI_LGWIN: u32 = 16;
+/// Brotli's output buffer, per stream.
+const BROTLI_BUFFER: usize = 1024;
+
+/// A content coding the gateway can write a stream in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    Zstd,
+    Brotli,
+}
+
+impl Encoding {
+    /// In the order preferred when a client accepts several with the same weight: the cheapest
+    /// per idle stream first.
+    const ALL: [Encoding; 3] = [Encoding::Gzip, Encoding::Zstd, Encoding::Brotli];
+
+    /// Its `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Zstd => "zstd",
+            Encoding::Brotli => "br",
+        }
+    }
+
+    /// The supported encoding an `Accept-Encoding` value weighs highest (`q` values, `*` for any
+    /// not named), `None` for identity: when nothing supported is acceptable, or all weigh 0.
+    pub fn negotiate(accept: &str) -> Option<Encoding> {
+        let mut best: Option<(Encoding, u16)> = None;
+        for encoding in Encoding::ALL {
+            let q = weight(accept, encoding.token());
+            if q > 0 && best.is_none_or(|(_, top)| q > top) {
+                best = Some((encoding, q));
+            }
+        }
+        best.map(|(encoding, _)| encoding)
+    }
+}
+
+/// The weight (in thousandths) `accept` gives `token`: its own entry's, else `*`'s, else 0.
+/// An entry whose `q` does not parse counts as 0.
+fn weight(accept: &str, token: &str) -> u16 {
+    let mut any = None;
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+            .map(qvalue)
+            .next()
+            .unwrap_or(Some(1000))
+            .unwrap_or(0);
+        if name.eq_ignore_ascii_case(token) {
+            return q;
+        }
+        if name == "*" {
+            any = Some(q);
+        }
+    }
+    any.unwrap_or(0)
+}
+
+/// A `qvalue` (`0`, `0.5`, `1.000`) in thousandths; `None` when it is not one.
+fn qvalue(raw: &str) -> Option<u16> {
+    let raw = raw.trim();
+    let (int, frac) = raw.split_once('.').unwrap_or((raw, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = frac.bytes().chain(std::iter::repeat(b'0')).take(3);
+    let frac = thousandths.fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
+    match int {
+        "0" => Some(frac),
+        "1" if frac == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// A [`Downstream`] whose chunks are compressed before `inner` writes them; each stream has
+/// its own.
+pub struct Compressed<D> {
+    inner: D,
+    coder: Coder,
+}
+
+enum Coder {
+    Gzip(GzipMember),
+    Zstd,
+    /// Boxed: the encoder is large, and is taken out to finish the stream.
+    Brotli(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
+}
+
+impl<D: Downstream> Compressed<D> {
+    pub fn new(inner: D, encoding: Encoding) -> Compressed<D> {
+        Compressed {
+            inner,
+            coder: Coder::new(encoding),
+        }
+    }
+}
+
+impl<D: Downstream + Send> Downstream for Compressed<D> {
+    async fn write(&mut self, chunk: Bytes, end: bool) -> Result<(), WriteError> {
+        let compressed = self.coder.compress(&chunk, end)?;
+        self.inner.write(compressed, end).await
+    }
+
+    async fn gone(&mut self) {
+        self.inner.gone().await
+    }
+}
+
+impl Coder {
+    fn new(encoding: Encoding) -> Coder {
+        match encoding {
+            Encoding::Gzip => Coder::Gzip(GzipMember::default()),
+            Encoding::Zstd => Coder::Zstd,
+            Encoding::Brotli => Coder::Brotli(Some(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                BROTLI_BUFFER,
+                BROTLI_QUALITY,
+                BROTLI_LGWIN,
+            )))),
+        }
+    }
+
+    /// `chunk` compressed and flushed; with `end`, the compressed stream's end after it. A
+    /// compressor that fails closes the stream.
+    fn compress(&mut self, chunk: &Bytes, end: bool) -> Result<Bytes, WriteError> {
+        if chunk.is_empty() && !end {
+            return Ok(Bytes::new());
+        }
+        let out = match self {
+            Coder::Gzip(member) => member.compress(chunk, end),
+            Coder::Zstd if chunk.is_empty() => Some(Vec::new()),
+            Coder::Zstd => ZSTD.with(|z| z.borrow_mut().as_mut()?.compress(chunk).ok()),
+            Coder::Brotli(slot) => brotli_compress(slot, chunk, end),
+        };
+        out.map(Bytes::from).ok_or(WriteError::Closed)
+    }
+}
+
+thread_local! {
+    /// Each worker thread's raw deflate compressor, reset before each chunk.
+    static DEFLATE: RefCell<Compress> =
+        RefCell::new(Compress::new(Compression::new(GZIP_LEVEL), false));
+    /// Each worker thread's zstd compressor: one frame per chunk.
+    /// `None` if it could not be made: zstd streams then close at their first chunk.
+    static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok());
+}
+
+/// One gzip member across a whole stream, written as deflate blocks per chunk by a reset
+/// compressor: between chunks only the trailer's CRC and length are kept, and the previous
+/// chunk to prime the next one with.
+#[derive(Default)]
+struct GzipMember {
+    started: bool,
+    crc: Crc,
+    previous: Bytes,
+}
+
+/// The most of the previous chunk a gzip chunk may refer to: deflate's window.
+const DEFLATE_WINDOW: usize = 32 * 1024;
+
+/// A gzip header with no name, time or flags (RFC 1952): `OS` 255 (unknown).
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+impl GzipMember {
+    fn compress(&mut self, chunk: &Bytes, end: bool) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(chunk.len() / 2 + 64);
+        if !self.started {
+            out.extend_from_slice(&GZIP_HEADER);
+            self.started = true;
+        }
+        self.crc.update(chunk);
+        DEFLATE.with(|deflate| {
+            let mut deflate = deflate.borrow_mut();
+            deflate.reset();
+            let previous = &self.previous[self.previous.len().saturating_sub(DEFLATE_WINDOW)..];
+            if !previous.is_empty() {
+                deflate.set_dictionary(previous).ok()?;
+            }
+            let flush = if end {
+                FlushCompress::Finish
+            } else {
+                FlushCompress::Sync
+            };
+            // Until all input is in and a call left room to spare: the flush is complete.
+            loop {
+                let before = deflate.total_in() as usize;
+                out.reserve(64 + (chunk.len() - before) / 2);
+                deflate
+                    .compress_vec(&chunk[before..], &mut out, flush)
+                    .ok()?;
+                if deflate.total_in() as usize == chunk.len() && out.len() < out.capacity() {
+                    return Some(());
+                }
+            }
+        })?;
+        if !chunk.is_empty() {
+            self.previous = chunk.clone();
+        }
+        if end {
+            out.extend_from_slice(&self.crc.sum().to_le_bytes());
+            out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        }
+        Some(out)
+    }
+}
+
+/// Brotli: the chunk through the stream's encoder, flushed, or finished with `end`.
+fn brotli_compress(
+    slot: &mut Option<Box<brotli::CompressorWriter<Vec<u8>>>>,
+    chunk: &[u8],
+    end: bool,
+) -> Option<Vec<u8>> {
+    let writer = slot.as_mut()?;
+    writer.write_all(chunk).ok()?;
+    if end {
+        return slot.take().map(|w| w.into_inner());
+    }
+    writer.flush().ok()?;
+    Some(std::mem::take(writer.get_mut()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn the_highest_weight_wins_and_ties_go_to_the_cheapest() {
+        for (accept, expected) in [
+            ("gzip", Some(Encoding::Gzip)),
+            ("br", Some(Encoding::Brotli)),
+            ("zstd", Some(Encoding::Zstd)),
+            ("gzip, deflate, br, zstd", Some(Encoding::Gzip)),
+            ("br;q=1.0, gzip;q=0.8, zstd;q=0.9", Some(Encoding::Brotli)),
+            ("GZIP;Q=0.5, br;q=0.6", Some(Encoding::Brotli)),
+            ("*", Some(Encoding::Gzip)),
+            ("*;q=0.2, zstd;q=0.3", Some(Encoding::Zstd)),
+            ("gzip;q=0, *;q=0.1", Some(Encoding::Zstd)),
+            ("gzip;q=0", None),
+            ("deflate, identity", None),
+            ("", None),
+            ("gzip;q=2", None),
+            ("gzip;q=0.0001, br;q=abc", None),
+        ] {
+            assert_eq!(Encoding::negotiate(accept), expected, "{accept}");
+        }
+    }
+
+    /// Each encoding's chunks, decoded one by one with a streaming decoder, give back each
+    /// chunk as soon as it is fed, and the whole stream ends cleanly.
+    #[test]
+    fn every_chunk_decodes_on_its_own_and_the_stream_ends_cleanly() {
+        let chunks: [&[u8]; 4] = [
+            b": connected\n\n",
+            b"id: 1\nevent: note\ndata: {\"user\":42,\"text\":\"hello hello hello\"}\n\n",
+            b"",
+            b"id: 2\nevent: note\ndata: {\"user\":42,\"text\":\"hello again\"}\n\n",
+        ];
+        for encoding in Encoding::ALL {
+            let mut coder = Coder::new(encoding);
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            for chunk in chunks {
+                let chunk = Bytes::from_static(chunk);
+                wire.extend_from_slice(&coder.compress(&chunk, false).expect("compress"));
+                expected.extend_from_slice(&chunk);
+                assert_eq!(decode_prefix(encoding, &wire), expected, "{encoding:?}");
+            }
+            wire.extend_from_slice(&coder.compress(&Bytes::new(), true).expect("finish"));
+            assert_eq!(decode_all(encoding, &wire), expected, "{encoding:?}");
+        }
+    }
+
+    /// What a streaming decoder has produced from an unfinished stream.
+    fn decode_prefix(encoding: Encoding, wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut decoder: Box<dyn Read> = match encoding {
+            Encoding::Gzip => Box::new(flate2::read::GzDecoder::new(wire)),
+            Encoding::Zstd => Box::new(zstd::stream::read::Decoder::new(wire).expect("zstd")),
+            Encoding::Brotli => Box::new(brotli::Decompressor::new(wire, 4096)),
+        };
+        let mut buf = [0u8; 256];
+        while let Ok(n) = decoder.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    /// A finished stream, decoded whole: fails on a missing or wrong end.
+    fn decode_all(encoding: Encoding, wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match encoding {
+            Encoding::Gzip => flate2::read::GzDecoder::new(wire).read_to_end(&mut out),
+            Encoding::Zstd => zstd::stream::read::Decoder::new(wire)
+                .expect("zstd")
+                .read_to_end(&mut out),
+            Encoding::Brotli => brotli::Decompressor::new(wire, 4096).read_to_end(&mut out),
+        }
+        .expect("a complete stream");
+        out
+    }
+}
