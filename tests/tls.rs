@@ -51,6 +51,14 @@ where
     h2_client_with(io, &h2::client::Builder::new()).await
 }
 
+/// An HTTP/2 client over TLS to the gateway's HTTPS listener at `tls` (ALPN h2).
+async fn h2_over_tls(pki: &Pki, tls: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
+        .await
+        .expect("handshake");
+    h2_client(conn).await
+}
+
 /// An HTTP/2 client on `io` made by `builder` (flow-control windows, for one).
 async fn h2_client_with<T>(io: T, builder: &h2::client::Builder) -> h2::client::SendRequest<Bytes>
 where
@@ -176,10 +184,7 @@ async fn https_serves_what_the_plain_listener_does_with_h2_and_http1_by_alpn() {
 async fn many_h2_streams_over_one_connection_each_behave_as_one_client() {
     let pki = Pki::new(&[]);
     let (gw, tls) = tls_gateway(&pki, "").await;
-    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
-        .await
-        .expect("handshake");
-    let h2 = h2_client(conn).await;
+    let h2 = h2_over_tls(&pki, tls).await;
     let mut streams = Vec::new();
     for _ in 0..10 {
         let (head, body) = h2_request(&h2, "GET", "/events?channel=shared", &[], None)
@@ -378,10 +383,7 @@ async fn https_http1_streams_and_proxied_routes_say_https() {
     }
 
     // A proxied route over HTTP/2: the backend is told the client came over HTTPS.
-    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
-        .await
-        .expect("handshake");
-    let h2 = h2_client(conn).await;
+    let h2 = h2_over_tls(&pki, tls).await;
     let (head, body) = h2_request(&h2, "GET", "/api/info", &[], None)
         .await
         .expect("proxied");
@@ -450,10 +452,7 @@ async fn an_h2_stream_that_stops_reading_is_a_slow_consumer_and_its_siblings_go_
 async fn an_h2_stream_the_client_resets_is_freed_at_once() {
     let pki = Pki::new(&[]);
     let (gw, tls) = tls_gateway(&pki, "").await;
-    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
-        .await
-        .expect("handshake");
-    let h2 = h2_client(conn).await;
+    let h2 = h2_over_tls(&pki, tls).await;
     let request = http::Request::builder()
         .uri("https://localhost/events?channel=reset")
         .body(())
@@ -489,10 +488,7 @@ async fn an_h2_stream_the_client_resets_is_freed_at_once() {
 async fn h2_streams_end_at_their_lifetime_each_with_a_clean_end_and_the_connection_stays() {
     let pki = Pki::new(&[]);
     let (_gw, tls) = tls_gateway(&pki, "sse:\n  max_connection_lifetime: 2s\n").await;
-    let conn = pki::connect(&pki.client(&[b"h2"]), tls, "localhost")
-        .await
-        .expect("handshake");
-    let h2 = h2_client(conn).await;
+    let h2 = h2_over_tls(&pki, tls).await;
     let mut ends = Vec::new();
     for _ in 0..3 {
         let (_, body) = h2_request(&h2, "GET", "/events?channel=life", &[], None)

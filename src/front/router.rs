@@ -123,29 +123,13 @@ async fn route(
     } else if let Some(route) = find_route(snapshot, session, path) {
         if is_preflight {
             // The gateway enforces CORS, so it answers the preflights of routes too.
-            reply::send(
-                session,
-                common,
-                204,
-                "",
-                &cors::preflight_headers(),
-                Bytes::new(),
-            )
-            .await
+            preflight(session, common).await
         } else {
             let user = admit_to_route(snapshot, session, &route)?;
             return Ok(Routed::Proxy(route, user));
         }
     } else if method == Method::OPTIONS {
-        reply::send(
-            session,
-            common,
-            204,
-            "",
-            &cors::preflight_headers(),
-            Bytes::new(),
-        )
-        .await
+        preflight(session, common).await
     } else {
         let root = cfg.static_dir.as_deref().ok_or_else(ApiError::not_found)?;
         allow(&method, &[Method::GET, Method::HEAD])?;
@@ -236,6 +220,19 @@ async fn endpoint_reply(
 }
 
 /// The route for this request's host and path.
+/// A CORS preflight's answer: the gateway enforces CORS, so it answers every preflight itself.
+async fn preflight(session: &mut ServerSession, common: &CommonHeaders) -> pingora::Result<()> {
+    reply::send(
+        session,
+        common,
+        204,
+        "",
+        &cors::preflight_headers(),
+        Bytes::new(),
+    )
+    .await
+}
+
 fn find_route(snapshot: &Snapshot, session: &ServerSession, path: &str) -> Option<Arc<Route>> {
     let req = session.req_header();
     let host = req
