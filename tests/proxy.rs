@@ -1,7 +1,5 @@
 //! The reverse proxy of the contract (`routes:`, `upstreams:`, `trusted_proxies:`), each point an
-//! executable statement against real backends on real sockets. Not built yet: every test is
-//! ignored with the contract's reason, so the suite's output lists what is missing; the issue
-//! that builds the proxy turns them on.
+//! executable statement against real backends on real sockets.
 
 mod backend;
 mod common;
@@ -47,7 +45,6 @@ fn head_of(response: &str) -> (u16, Vec<(String, String)>) {
 }
 
 #[tokio::test]
-
 async fn routes_match_by_prefix_and_host_in_file_order_and_unmatched_paths_are_404() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -87,7 +84,6 @@ upstreams:
 }
 
 #[tokio::test]
-
 async fn gateway_endpoints_are_answered_before_a_catch_all_route() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -103,7 +99,6 @@ async fn gateway_endpoints_are_answered_before_a_catch_all_route() {
 }
 
 #[tokio::test]
-
 async fn strip_prefix_removes_the_prefix_and_the_default_keeps_it() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -122,7 +117,6 @@ upstreams:
 }
 
 #[tokio::test]
-
 async fn round_robin_alternates_and_random_reaches_every_server() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -152,7 +146,6 @@ upstreams:
 }
 
 #[tokio::test]
-
 async fn server_weights_share_requests_in_proportion() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -178,7 +171,6 @@ fn client_from(ip: IpAddr) -> reqwest::Client {
 }
 
 #[tokio::test]
-
 async fn consistent_hash_keeps_each_key_on_one_server_for_every_hash_key() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let pool = |hash_key: &str| {
@@ -232,7 +224,6 @@ upstreams:
 }
 
 #[tokio::test]
-
 async fn least_connections_picks_the_server_with_fewest_requests_in_flight() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let gw = Gateway::start(&format!(
@@ -261,7 +252,6 @@ async fn least_connections_picks_the_server_with_fewest_requests_in_flight() {
 }
 
 #[tokio::test]
-
 async fn active_health_checks_take_a_server_out_and_bring_it_back() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     b.set_healthy(false);
@@ -307,7 +297,6 @@ async fn active_health_checks_take_a_server_out_and_bring_it_back() {
 }
 
 #[tokio::test]
-
 async fn a_health_check_slower_than_its_timeout_fails() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -331,7 +320,6 @@ async fn a_health_check_slower_than_its_timeout_fails() {
 }
 
 #[tokio::test]
-
 async fn no_healthy_server_left_is_502_no_healthy_upstream() {
     let b = Backend::start("b").await;
     b.set_healthy(false);
@@ -357,7 +345,6 @@ async fn no_healthy_server_left_is_502_no_healthy_upstream() {
 }
 
 #[tokio::test]
-
 async fn a_connect_failure_is_502_and_a_get_is_retried_once_on_another_server() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -382,7 +369,6 @@ upstreams:
 }
 
 #[tokio::test]
-
 async fn an_upstream_read_timeout_is_504_and_timeout_0s_waits_for_ever() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -403,7 +389,6 @@ upstreams:
 }
 
 #[tokio::test]
-
 async fn passive_failures_eject_a_server_for_eject_for() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     a.set_status(Some(503));
@@ -459,7 +444,6 @@ fn server_in_stats(stats: &Value, addr: &str) -> serde_json::Map<String, Value> 
 }
 
 #[tokio::test]
-
 async fn stats_and_metrics_show_each_upstream_server() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -516,7 +500,6 @@ async fn stats_and_metrics_show_each_upstream_server() {
 }
 
 #[tokio::test]
-
 async fn x_forwarded_for_is_appended_and_proto_and_host_are_set() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -541,7 +524,6 @@ async fn x_forwarded_for_is_appended_and_proto_and_host_are_set() {
 }
 
 #[tokio::test]
-
 async fn hop_by_hop_headers_are_not_forwarded_either_way() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -583,7 +565,6 @@ async fn hop_by_hop_headers_are_not_forwarded_either_way() {
 }
 
 #[tokio::test]
-
 async fn authenticated_routes_need_a_credential_and_name_the_user_to_the_backend() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -661,7 +642,6 @@ auth:
 }
 
 #[tokio::test]
-
 async fn a_route_rate_limit_refuses_with_429_and_retry_after() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -683,7 +663,6 @@ async fn a_route_rate_limit_refuses_with_429_and_retry_after() {
 }
 
 #[tokio::test]
-
 async fn cors_applies_to_proxied_routes() {
     let a = Backend::start("a").await;
     let gw = Gateway::start(&format!(
@@ -715,7 +694,6 @@ async fn cors_applies_to_proxied_routes() {
 }
 
 #[tokio::test]
-
 async fn upstream_event_streams_are_relayed_event_by_event_and_a_leaving_client_closes_them() {
     let up = Upstream::start(&["--notify-interval", "0s"]);
     let gw = Gateway::start(&format!(
@@ -816,7 +794,6 @@ async fn upgrade_and_echo(gw: std::net::SocketAddr) -> Result<(), String> {
 }
 
 #[tokio::test]
-
 async fn https_upstreams_verify_with_ca_file_and_send_sni() {
     let pki = pki::Pki::new(&["backend.test"]);
     let tls_backend = pki::TlsEcho::start(&pki).await;
@@ -838,7 +815,49 @@ upstreams:
 }
 
 #[tokio::test]
+async fn a_source_on_an_https_pool_verifies_with_its_ca_file_and_sends_sni() {
+    let pki = pki::Pki::new(&["backend.test"]);
+    let backend = pki::TlsEcho::answering(
+        &pki,
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+          id: 1\ndata: read over tls\n\n",
+    )
+    .await;
+    let gw = Gateway::start(&format!(
+        "upstreams:
+  trusted: {{servers: [\"{addr}\"], tls: true, sni: backend.test, ca_file: \"{ca}\"}}
+  untrusted: {{servers: [\"{addr}\"], tls: true, sni: backend.test}}
+sources:
+  - {{name: trusted, upstream: trusted, path: /s, channel: good}}
+  - {{name: untrusted, upstream: untrusted, path: /s, channel: bad}}
+",
+        addr = backend.addr,
+        ca = pki.ca_file.display()
+    ));
+    let mut good = SseClient::connect(&gw.url("/events?channel=good")).await;
+    let event = good.next_event(WAIT).await.expect("an event relayed");
+    assert_eq!(event.data, "read over tls");
+    assert!(
+        backend
+            .server_names()
+            .iter()
+            .all(|name| name == "backend.test"),
+        "the pool's sni: {:?}",
+        backend.server_names()
+    );
+    // Without the pool's CA the upstream's certificate is refused: a connect error, no event.
+    eventually(WAIT, "the untrusted source failed to connect", || async {
+        let stats = gw.admin_get("/stats").await;
+        stats["sources"][1]["errors_total"]["connect"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_ne!(
+        gw.admin_get("/stats").await["sources"][1]["state"],
+        "connected"
+    );
+}
 
+#[tokio::test]
 async fn trusted_proxies_make_the_last_untrusted_forwarded_address_the_client_ip() {
     let gw =
         Gateway::start("trusted_proxies: [127.0.0.0/8]\nlimits:\n  max_connections_per_ip: 1\n");

@@ -183,9 +183,9 @@ impl Relay {
                 let server = pool.select(b"", &[]).ok_or_else(|| {
                     unreachable(format!("no healthy server in upstream pool {upstream:?}"))
                 })?;
-                let mut target =
-                    Target::from_server(server.server().label(), path).map_err(unreachable)?;
-                target.tls = pool.config.tls;
+                let peer = pool.peer(server.server(), None);
+                let target = Target::from_server(server.server().label(), peer, path)
+                    .map_err(unreachable)?;
                 Ok((target, Some(server)))
             }
         }

@@ -24,6 +24,11 @@ pub struct Target {
     pub port: u16,
     /// Path and query, as sent in the request line.
     pub path: String,
+    /// For a server of an `upstreams:` pool: how the pool connects to it (its resolved address,
+    /// TLS with the pool's `sni` and `ca_file`, its connect timeout), so a source reads through
+    /// the pool exactly as a proxied request would. `None` for a source URL, resolved when
+    /// connecting.
+    pub peer: Option<HttpPeer>,
 }
 
 impl Target {
@@ -47,11 +52,13 @@ impl Target {
             path: uri
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            peer: None,
         })
     }
 
-    /// From a server of an `upstreams:` pool (`host:port`, checked by the config) and a path.
-    pub fn from_server(server: &str, path: &str) -> Result<Target, String> {
+    /// From a server of an `upstreams:` pool (`host:port`, checked by the config), the peer the
+    /// pool connects to it with, and a path.
+    pub fn from_server(server: &str, peer: HttpPeer, path: &str) -> Result<Target, String> {
         let (host, port) = server
             .rsplit_once(':')
             .ok_or_else(|| format!("invalid server {server:?}"))?;
@@ -59,13 +66,14 @@ impl Target {
             .parse()
             .map_err(|_| format!("invalid port in {server:?}"))?;
         Ok(Target {
-            tls: false,
+            tls: peer.is_tls(),
             host: host
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned(),
             port,
             path: path.to_owned(),
+            peer: Some(peer),
         })
     }
 
@@ -127,19 +135,27 @@ pub async fn open(
     last_event_id: &str,
     stall_timeout: Duration,
 ) -> Result<Stream, Failure> {
-    let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| {
-            Failure::new(
-                Fault::Connect,
-                format!("cannot resolve {}:{}", target.host, target.port),
-            )
-        })?;
-    let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
-    peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+    let mut peer = match &target.peer {
+        Some(peer) => peer.clone(),
+        None => {
+            let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| {
+                    Failure::new(
+                        Fault::Connect,
+                        format!("cannot resolve {}:{}", target.host, target.port),
+                    )
+                })?;
+            let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
+            peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+            peer
+        }
+    };
+    // The TLS handshake is bounded too, not only the TCP connect.
     peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT);
+    let addr = peer._address.clone();
     let (mut session, _reused) = connector
         .get_http_session(&peer)
         .await

@@ -111,8 +111,8 @@ pub fn alpn(stream: &TlsStream<TcpStream>) -> Option<String> {
         .map(|p| String::from_utf8_lossy(p).into_owned())
 }
 
-/// An HTTPS server that answers every request with `200 over tls` and records the SNI of each
-/// handshake.
+/// An HTTPS server that answers every request with one fixed response (`200 over tls` unless
+/// told otherwise), closes, and records the SNI of each handshake.
 pub struct TlsEcho {
     pub addr: SocketAddr,
     names: Arc<Mutex<Vec<String>>>,
@@ -121,6 +121,15 @@ pub struct TlsEcho {
 
 impl TlsEcho {
     pub async fn start(pki: &Pki) -> TlsEcho {
+        TlsEcho::answering(
+            pki,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nover tls",
+        )
+        .await
+    }
+
+    /// Answers every request with `response` (a whole HTTP/1.1 response, head and body).
+    pub async fn answering(pki: &Pki, response: &'static [u8]) -> TlsEcho {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let acceptor = TlsAcceptor::from(Arc::new(pki.server_config()));
@@ -144,11 +153,7 @@ impl TlsEcho {
                             _ => return,
                         }
                     }
-                    let _ = tls
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\nconnection: close\r\n\r\nover tls",
-                        )
-                        .await;
+                    let _ = tls.write_all(response).await;
                     let _ = tls.shutdown().await;
                 });
             }
