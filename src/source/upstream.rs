@@ -28,7 +28,7 @@ pub struct Target {
     /// TLS with the pool's `sni` and `ca_file`, its connect timeout), so a source reads through
     /// the pool exactly as a proxied request would. `None` for a source URL, resolved when
     /// connecting.
-    pub peer: Option<HttpPeer>,
+    pub peer: Option<Box<HttpPeer>>,
 }
 
 impl Target {
@@ -73,7 +73,7 @@ impl Target {
                 .to_owned(),
             port,
             path: path.to_owned(),
-            peer: Some(peer),
+            peer: Some(Box::new(peer)),
         })
     }
 
@@ -136,7 +136,7 @@ pub async fn open(
     stall_timeout: Duration,
 ) -> Result<Stream, Failure> {
     let mut peer = match &target.peer {
-        Some(peer) => peer.clone(),
+        Some(peer) => HttpPeer::clone(peer),
         None => {
             let addr = tokio::net::lookup_host((target.host.as_str(), target.port))
                 .await
