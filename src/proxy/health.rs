@@ -9,7 +9,7 @@ use pingora::lb::health_check::{HealthCheck, HealthObserve, HttpHealthCheck};
 use pingora::lb::Backend;
 use pingora::protocols::tls::CaType;
 
-use super::pool::ServerTable;
+use super::servers::ServerTable;
 use crate::config::{HealthCheckConfig, UpstreamConfig};
 use crate::metrics;
 

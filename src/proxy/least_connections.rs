@@ -10,11 +10,11 @@ use std::sync::Arc;
 use pingora::lb::selection::{BackendIter, BackendSelection};
 use pingora::lb::Backend;
 
-use super::pool::ServerTable;
+use super::servers::ServerTable;
 
 /// The servers of a pool with their in-flight counts.
 pub struct LeastConnections {
-    backends: Vec<(Backend, Arc<super::pool::ServerState>)>,
+    backends: Vec<(Backend, Arc<super::servers::ServerState>)>,
     /// Which of the servers with the fewest requests goes first: turns, so that servers with
     /// equal counts share requests that arrive together.
     turn: AtomicUsize,
@@ -77,7 +77,7 @@ impl BackendIter for LeastConnectionsIter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::pool::ServerState;
+    use crate::proxy::servers::ServerState;
 
     fn table(addrs: &[&str]) -> (Arc<ServerTable>, BTreeSet<Backend>) {
         let backends: BTreeSet<Backend> = addrs.iter().map(|a| Backend::new(a).unwrap()).collect();

@@ -2,8 +2,10 @@
 //!
 //! # Layout
 //! - `routes`: the route table, which request goes where (part of the config snapshot);
-//! - `pool`: a pool's balancer (pingora-load-balancing), its servers' state (in flight,
-//!   passive ejection) and the registry that keeps unchanged pools across reloads;
+//! - `pool`: a pool's balancer (pingora-load-balancing) and the registry that keeps unchanged
+//!   pools across reloads;
+//! - `servers`: each server's state (in flight, passive ejection, health), which the balancer,
+//!   the checks and the proxy share;
 //! - `least_connections`: the selection pingora lacks;
 //! - `health`: active checks with the pool's settings;
 //! - `forwarded`: the client address and the `X-Forwarded-*` headers;
@@ -18,12 +20,14 @@ mod health;
 mod least_connections;
 mod pool;
 mod routes;
+mod servers;
 pub mod tls;
 
 use std::sync::Arc;
 
-pub use pool::{HashInput, Pool, PoolStats, Pools, Selected, ServerState};
+pub use pool::{HashInput, Pool, PoolStats, Pools, Selected};
 pub use routes::{Route, RouteTable};
+pub use servers::ServerState;
 
 use crate::config::Config;
 
