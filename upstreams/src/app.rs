@@ -1,10 +1,10 @@
-//! Wiring: the settings, the state every handler shares, the router, and a [`Server`] that
-//! runs it on a bound listener until told to stop. Tests run the same [`Server`] in-process.
+//! Wiring: the router over the shared state, and a [`Server`] that runs it on a bound listener
+//! until told to stop. Tests run the same [`Server`] in-process.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
@@ -17,45 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error;
 use crate::host_metrics::{self, MetricsHub};
-use crate::info::{self, Stats};
+use crate::info;
 use crate::json_body::MAX_BODY_BYTES;
 use crate::notifications::{self, NotificationHub};
 use crate::publish;
 use crate::sse::StreamControl;
+use crate::state::{AppState, Config};
+use crate::stats::Stats;
 use crate::streams;
-
-/// What the server runs with (see [`crate::cli::Cli`] for each setting's meaning).
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub name: String,
-    /// Zero: no generated notifications.
-    pub notify_interval: Duration,
-    pub history: usize,
-    pub heartbeat: Duration,
-    pub metrics_interval: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            name: "up1".to_owned(),
-            notify_interval: Duration::from_secs(5),
-            history: 1000,
-            heartbeat: Duration::from_secs(15),
-            metrics_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Shared by every handler (cheap to clone).
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub notifications: Arc<NotificationHub>,
-    pub metrics: Arc<MetricsHub>,
-    pub stats: Arc<Stats>,
-    pub control: Arc<StreamControl>,
-}
 
 /// The routes; unknown paths get a JSON 404, known paths with another method a JSON 405.
 pub fn router(state: AppState) -> Router {

@@ -38,8 +38,8 @@ pub struct Cli {
 
 impl Cli {
     /// The settings the server runs with.
-    pub fn config(&self) -> crate::app::Config {
-        crate::app::Config {
+    pub fn config(&self) -> crate::state::Config {
+        crate::state::Config {
             name: self.name.clone(),
             notify_interval: self.notify_interval,
             // The range check above keeps this within usize on every supported platform.

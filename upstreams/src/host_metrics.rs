@@ -12,8 +12,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::info::Stats;
 use crate::sse::Frame;
+use crate::stats::Stats;
 
 /// Metrics are live only: a stream that falls this many samples behind is disconnected.
 pub const BROADCAST_CAPACITY: usize = 16;

@@ -1,72 +1,12 @@
-//! What the upstream tells about itself: counters kept while serving, `GET /api/info` (which
-//! the gateway's tests use to see how many streams it holds open and which forwarding headers
-//! arrived) and `GET /healthz`.
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+//! What the upstream tells about itself: `GET /api/info` (which the gateway's tests use to see
+//! how many streams it holds open and which forwarding headers arrived) and `GET /healthz`.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
 
-use crate::app::AppState;
-
-/// Counters shared by every request.
-#[derive(Debug, Default)]
-pub struct Stats {
-    stream_clients: AtomicU64,
-    stream_connects_total: AtomicU64,
-    requests_served: AtomicU64,
-    last_event_id_received: Mutex<Option<String>>,
-}
-
-impl Stats {
-    /// SSE streams open right now (both kinds).
-    pub fn stream_clients(&self) -> u64 {
-        self.stream_clients.load(Ordering::Relaxed)
-    }
-
-    pub fn count_request(&self) {
-        self.requests_served.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Remembers the resume id of the latest stream request (`None` when it had none).
-    pub fn record_last_event_id(&self, id: Option<&str>) {
-        *self
-            .last_event_id_received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = id.map(str::to_owned);
-    }
-
-    fn last_event_id(&self) -> Option<String> {
-        self.last_event_id_received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-/// Counts one open stream from creation until drop. The stream body owns it, and hyper drops
-/// the body when the connection closes, so the count falls as soon as a client goes away.
-#[derive(Debug)]
-pub struct ClientGuard {
-    stats: Arc<Stats>,
-}
-
-impl ClientGuard {
-    pub fn new(stats: Arc<Stats>) -> Self {
-        stats.stream_clients.fetch_add(1, Ordering::Relaxed);
-        stats.stream_connects_total.fetch_add(1, Ordering::Relaxed);
-        Self { stats }
-    }
-}
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        self.stats.stream_clients.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+use crate::state::AppState;
 
 /// The reply of `GET /api/info`.
 #[derive(Debug, Serialize)]
@@ -120,8 +60,8 @@ pub async fn info(State(state): State<AppState>, headers: HeaderMap) -> Json<Inf
     Json(Info {
         name: state.config.name.clone(),
         stream_clients: stats.stream_clients(),
-        stream_connects_total: stats.stream_connects_total.load(Ordering::Relaxed),
-        requests_served: stats.requests_served.load(Ordering::Relaxed),
+        stream_connects_total: stats.stream_connects_total(),
+        requests_served: stats.requests_served(),
         notifications_published: state.notifications.published(),
         last_event_id_received: stats.last_event_id(),
         forwarded: Forwarded::from_headers(&headers),

@@ -14,6 +14,9 @@ pub mod json_body;
 pub mod notifications;
 pub mod publish;
 pub mod sse;
+pub mod state;
+pub mod stats;
 pub mod streams;
 
-pub use app::{Config, Server};
+pub use app::Server;
+pub use state::Config;

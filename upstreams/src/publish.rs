@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::json_body::JsonBody;
 use crate::notifications::{NewNotification, Notification};
+use crate::state::AppState;
 
 /// Parses the body in two steps, first as JSON (`invalid_json`) and then as a notification
 /// (`invalid_notification`), so a client can tell a broken body from a wrong one. A rejected

@@ -19,7 +19,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::info::ClientGuard;
+use crate::stats::ClientGuard;
 
 /// The reconnection delay announced to clients (`retry: 1000`), in milliseconds.
 pub const RETRY_MS: u64 = 1000;

@@ -10,9 +10,9 @@ use axum::Json;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::app::AppState;
-use crate::info::ClientGuard;
 use crate::sse::{self, Frame, StreamStart};
+use crate::state::AppState;
+use crate::stats::ClientGuard;
 
 /// The id a client resumes from: the `Last-Event-ID` header (what `EventSource` sends), else
 /// the `lastEventId` query parameter (for clients that cannot set headers). Empty means none.
