@@ -1,7 +1,7 @@
-//! The book (`docs/`) and the README hold together: every relative link leads to a file that
-//! exists and, with a `#fragment`, to a heading of that file; every chapter of `SUMMARY.md`
-//! exists and every chapter file is in it; and the configuration chapter names every key of the
-//! shipped configurations and every key the file format accepts.
+//! The book (`docs/`) and the README hold together: every relative link of them (and of every
+//! other Markdown file) leads to a file that exists and, with a `#fragment`, to a heading of it;
+//! every chapter of `SUMMARY.md` exists and every chapter file is in it; and the configuration
+//! chapter names every key of the shipped configurations and every key the file format accepts.
 //!
 //! Anchors follow mdBook's rule for heading ids (mdbook-html 0.5, `id_from_content` and
 //! `unique_id`): the heading's text without its markup, trimmed and lowercased; letters, digits,
@@ -208,11 +208,46 @@ fn book_files() -> Vec<PathBuf> {
     files
 }
 
+/// The Markdown files of the repository (paths relative to it), build output, installed packages
+/// and hidden directories left out.
+fn markdown_files(root: &Path) -> Vec<PathBuf> {
+    const SKIP: [&str; 4] = ["target", "node_modules", "dist", "docs/book"];
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(root.join(dir)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let path = dir.join(&name);
+            let hidden = name.to_str().is_none_or(|n| n.starts_with('.'));
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if !hidden
+                    && !SKIP
+                        .iter()
+                        .any(|skip| path == Path::new(skip) || name == *skip)
+                {
+                    walk(root, &path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, Path::new(""), &mut out);
+    out.sort();
+    out
+}
+
 #[test]
-fn every_relative_link_of_the_book_and_readme_resolves() {
-    let mut files = book_files();
-    files.extend(["README.md", "SECURITY.md"].map(PathBuf::from));
-    assert!(files.len() > 5, "the book's chapters: {files:?}");
+fn every_relative_link_of_the_book_readme_and_other_markdown_resolves() {
+    let files = markdown_files(repo());
+    for expected in ["README.md", "SECURITY.md", "docs/src/configuration.md"] {
+        assert!(
+            files.contains(&PathBuf::from(expected)),
+            "{expected} not among {files:?}"
+        );
+    }
     let problems: Vec<String> = files
         .iter()
         .flat_map(|file| broken_links(repo(), file))
