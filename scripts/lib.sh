@@ -112,3 +112,18 @@ ensure_python() {
         return 1
     fi
 }
+
+# ---- the book (docs/) -------------------------------------------------------------------------
+
+# mdBook, pinned: book.toml keys and Markdown handling change between its minor versions (0.5
+# refuses keys 0.4 took). No Debian package has it, so cargo builds it, without the `serve` and
+# `watch` features a build does not use: about 4 minutes on 2 busy cores, once per machine
+# (~/.cargo/bin keeps it).
+MDBOOK_VERSION=0.5.2
+ensure_mdbook() {
+    if [ "$(mdbook --version 2>/dev/null)" = "mdbook v$MDBOOK_VERSION" ]; then
+        return 0
+    fi
+    echo "mdbook $MDBOOK_VERSION not found; installing it (cargo install --locked mdbook, a few minutes)" >&2
+    cargo install --locked --quiet --version "$MDBOOK_VERSION" --no-default-features --features search mdbook
+}

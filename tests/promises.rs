@@ -1,5 +1,5 @@
-//! Promises the README makes that no other test held the gateway to: history leaving by age, the
-//! default event type on the wire, custom endpoint paths, a source read from an `upstreams:`
+//! Promises the book (docs/) makes that no other test held the gateway to: history leaving by age,
+//! the default event type on the wire, custom endpoint paths, a source read from an `upstreams:`
 //! pool, and a slow consumer catching up from history after it was cut off. Each runs the real
 //! binary over real sockets.
 

@@ -51,7 +51,7 @@ export function App(props: AppProps) {
         <h1>sse-gateway</h1>
         <p>
           Live events from the gateway's <code>GET /events</code>, publishing with <code>POST /broadcast</code>, and the
-          gateway's figures. See the README for the API.
+          gateway's figures. See docs/src/api.md for the API.
         </p>
       </header>
       <main className="layout">

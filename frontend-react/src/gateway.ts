@@ -1,4 +1,4 @@
-// The gateway's JSON API as the app uses it: POST /broadcast and GET /stats (see the README's API section).
+// The gateway's JSON API as the app uses it: POST /broadcast and GET /stats (see docs/src/api.md).
 import { GatewayError } from './sse/errors';
 import { credentialHeaders, type Credential } from './sse/tickets';
 import type { FetchLike } from './sse/types';

@@ -95,7 +95,7 @@ fn a_short_run_with_a_redis_restart_loses_nothing_and_its_figures_add_up() {
     let report: Value = serde_json::from_str(line).expect("JSON");
 
     // It ended by itself and passed: nothing accepted was lost or duplicated through the
-    // Redis restart (the README's Reliability section; the long run is `loadtest/run --chaos`).
+    // Redis restart (docs/src/cluster.md, Reliability; the long run is `loadtest/run --chaos`).
     let verdict = report["verdict"].as_str().expect("verdict");
     assert_eq!(report["pass"], Value::Bool(true), "{verdict}\n{stderr}");
     assert!(verdict.starts_with("PASS"), "{verdict}");
