@@ -274,6 +274,8 @@ impl BrotliStream {
 mod tests {
     use std::io::Read;
 
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -308,19 +310,60 @@ mod tests {
             b"",
             b"id: 2\nevent: note\ndata: {\"user\":42,\"text\":\"hello again\"}\n\n",
         ];
+        let chunks = chunks.map(<[u8]>::to_vec);
         for encoding in Encoding::ALL {
-            let mut coder = Coder::new(encoding);
-            let mut wire = Vec::new();
-            let mut expected = Vec::new();
-            for chunk in chunks {
-                let chunk = Bytes::from_static(chunk);
-                wire.extend_from_slice(&coder.compress(&chunk, false).expect("compress"));
-                expected.extend_from_slice(&chunk);
-                assert_eq!(decode_prefix(encoding, &wire), expected, "{encoding:?}");
-            }
-            wire.extend_from_slice(&coder.compress(&Bytes::new(), true).expect("finish"));
-            assert_eq!(decode_all(encoding, &wire), expected, "{encoding:?}");
+            assert_eq!(stream_of(encoding, &chunks), chunks.concat(), "{encoding:?}");
         }
+    }
+
+    /// Arbitrary chunks (few distinct bytes, so they repeat each other), some empty, some
+    /// large: every encoding's stream gives back each chunk as it is fed.
+    #[test]
+    fn arbitrary_chunks_decode_as_they_arrive() {
+        let chunk = prop::collection::vec(prop::sample::select(b"ab{}:\n".to_vec()), 0..3000);
+        let chunks = prop::collection::vec(chunk, 1..8);
+        proptest!(ProptestConfig::with_cases(64), |(chunks in chunks)| {
+            for encoding in Encoding::ALL {
+                prop_assert_eq!(stream_of(encoding, &chunks), chunks.concat());
+            }
+        });
+    }
+
+    /// A chunk larger than brotli's window that repeats a part of itself from further back
+    /// than the window reaches: the decoder would read that distance as a dictionary word.
+    #[test]
+    fn a_repeat_beyond_the_window_is_not_referred_to() {
+        let mut noise = 7u64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    noise = noise.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    b'a' + (noise >> 59) as u8
+                })
+                .collect()
+        };
+        let part = random(10_000);
+        let far = [part.clone(), random(brotli_blocks::MAX_DISTANCE), part].concat();
+        let chunks = vec![random(100), far, random(100)];
+        for encoding in Encoding::ALL {
+            assert_eq!(stream_of(encoding, &chunks), chunks.concat(), "{encoding:?}");
+        }
+    }
+
+    /// `chunks` through a stream's coder, each checked to decode as soon as it is fed, then the
+    /// whole stream decoded once finished.
+    fn stream_of(encoding: Encoding, chunks: &[Vec<u8>]) -> Vec<u8> {
+        let mut coder = Coder::new(encoding);
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for chunk in chunks {
+            let chunk = Bytes::copy_from_slice(chunk);
+            wire.extend_from_slice(&coder.compress(&chunk, false).expect("compress"));
+            expected.extend_from_slice(&chunk);
+            assert_eq!(decode_prefix(encoding, &wire), expected, "{encoding:?}");
+        }
+        wire.extend_from_slice(&coder.compress(&Bytes::new(), true).expect("finish"));
+        decode_all(encoding, &wire)
     }
 
     /// What a streaming decoder has produced from an unfinished stream.
