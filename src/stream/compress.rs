@@ -312,7 +312,11 @@ mod tests {
         ];
         let chunks = chunks.map(<[u8]>::to_vec);
         for encoding in Encoding::ALL {
-            assert_eq!(stream_of(encoding, &chunks), chunks.concat(), "{encoding:?}");
+            assert_eq!(
+                stream_of(encoding, &chunks),
+                chunks.concat(),
+                "{encoding:?}"
+            );
         }
     }
 
@@ -337,7 +341,9 @@ mod tests {
         let mut random = |n: usize| -> Vec<u8> {
             (0..n)
                 .map(|_| {
-                    noise = noise.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    noise = noise
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     b'a' + (noise >> 59) as u8
                 })
                 .collect()
@@ -346,7 +352,11 @@ mod tests {
         let far = [part.clone(), random(brotli_blocks::MAX_DISTANCE), part].concat();
         let chunks = vec![random(100), far, random(100)];
         for encoding in Encoding::ALL {
-            assert_eq!(stream_of(encoding, &chunks), chunks.concat(), "{encoding:?}");
+            assert_eq!(
+                stream_of(encoding, &chunks),
+                chunks.concat(),
+                "{encoding:?}"
+            );
         }
     }
 

@@ -148,7 +148,14 @@ impl<'a> Matcher<'a> {
             };
             self.last_distance = Some(distance);
             let mut command = Command::default();
-            InitCommand(&mut command, &params.dist, pos - literals_from, len, len, code);
+            InitCommand(
+                &mut command,
+                &params.dist,
+                pos - literals_from,
+                len,
+                len,
+                code,
+            );
             commands.push(command);
             for p in pos..pos + len {
                 self.remember(p);
