@@ -94,8 +94,8 @@ pub fn chunk(input: &[u8], start: usize, header: bool, end: bool) -> Vec<u8> {
     storage
 }
 
-/// Greedy LZ77 over one chunk's input: each position is looked up by its first 4 bytes in a
-/// table of the latest position with the same hash.
+/// Greedy LZ77 over one chunk's input: each position is tried at the last distance written,
+/// and looked up by its first 4 bytes in a table of the latest position with the same hash.
 struct Matcher<'a> {
     input: &'a [u8],
     table: Vec<u32>,
@@ -135,12 +135,11 @@ impl<'a> Matcher<'a> {
         let mut literals_from = literals;
         let mut pos = literals;
         while pos + MIN_MATCH <= end {
-            let Some((from, len)) = self.find(pos, end) else {
+            let Some((distance, len)) = self.find(pos, end) else {
                 self.remember(pos);
                 pos += 1;
                 continue;
             };
-            let distance = pos - from;
             let code = if self.last_distance == Some(distance) {
                 0
             } else {
@@ -172,22 +171,43 @@ impl<'a> Matcher<'a> {
         commands
     }
 
-    /// The earlier position (within [`MAX_DISTANCE`]) whose bytes match `pos`'s, and the length
-    /// of the match, up to `end`.
+    /// The match for `pos`, up to `end`, as its distance and length: the one at the last
+    /// distance unless the table knows one longer by more than a byte (the last distance is
+    /// written as a code with no extra bits, or none at all). Events of one shape repeat each
+    /// other's fields at one distance, the length of an event.
     fn find(&self, pos: usize, end: usize) -> Option<(usize, usize)> {
+        let repeat = self
+            .last_distance
+            .filter(|&distance| distance <= pos)
+            .map(|distance| (distance, self.match_length(pos - distance, pos, end)))
+            .filter(|&(_, len)| len >= MIN_MATCH);
+        let known = self
+            .candidate(pos)
+            .map(|from| (pos - from, self.match_length(from, pos, end)));
+        match (repeat, known) {
+            (Some((_, short)), Some((_, long))) if long > short + 1 => known,
+            (Some(_), _) => repeat,
+            (None, _) => known,
+        }
+    }
+
+    /// The latest earlier position with `pos`'s hash, if it is within [`MAX_DISTANCE`] and its
+    /// first bytes are `pos`'s.
+    fn candidate(&self, pos: usize) -> Option<usize> {
         let from = (self.table[self.hash(pos)?] as usize).checked_sub(1)?;
         let input = self.input;
-        if pos - from > MAX_DISTANCE || input[from..from + MIN_MATCH] != input[pos..pos + MIN_MATCH]
-        {
-            return None;
-        }
-        let len = MIN_MATCH
-            + input[from + MIN_MATCH..]
-                .iter()
-                .zip(&input[pos + MIN_MATCH..end])
-                .take_while(|(a, b)| a == b)
-                .count();
-        Some((from, len))
+        (pos - from <= MAX_DISTANCE && input[from..from + MIN_MATCH] == input[pos..pos + MIN_MATCH])
+            .then_some(from)
+    }
+
+    /// How many bytes from `from` on equal those from `pos` on, up to `end` (the two may
+    /// overlap: a copy reads what it has just written).
+    fn match_length(&self, from: usize, pos: usize, end: usize) -> usize {
+        self.input[from..]
+            .iter()
+            .zip(&self.input[pos..end])
+            .take_while(|(a, b)| a == b)
+            .count()
     }
 
     /// Records `pos` as the latest position with its hash (positions are stored plus one: 0 is
