@@ -6,7 +6,8 @@
 //! The brotli crate's encoder cannot be used this way: its state (hash table, ring buffer) must
 //! live as long as the stream (128 KiB per idle stream at quality 2), and a fresh encoder per
 //! chunk allocates and zeroes a 256 KiB hash table each time. Instead the matches are found here,
-//! greedily, with a hash table sized to the chunk, and the crate's bit writer stores them. What
+//! greedily (at the last distance, else by a hash table sized to the chunk), and the crate's bit
+//! writer stores them. What
 //! the decoder needs from before the chunk is in its window already: the previous chunk, which
 //! it has just produced. The rules that make a meta-block sound in the middle of a stream the
 //! encoder has not seen:
@@ -47,8 +48,9 @@ const BLOCK_OVERHEAD: usize = 2048;
 const EXPLICIT_DISTANCE: usize = 15;
 
 /// The bytes of one chunk of a brotli stream: `input[start..]` compressed, referring back into
-/// `input[..start]` (the end of what the decoder has already produced, at most
-/// [`MAX_DISTANCE`] long). `header` starts the stream (its first chunk); `end` finishes it.
+/// `input[..start]`, which must be the end of what the decoder has already produced (never
+/// further back than [`MAX_DISTANCE`]). `header` starts the stream (its first chunk); `end`
+/// finishes it.
 pub fn chunk(input: &[u8], start: usize, header: bool, end: bool) -> Vec<u8> {
     let params = BrotliEncoderInitParams();
     let length = input.len() - start;
@@ -71,6 +73,7 @@ pub fn chunk(input: &[u8], start: usize, header: bool, end: bool) -> Vec<u8> {
             (input.len() + 1).next_power_of_two() - 1,
             0,
             &params,
+            // The distance cache: only read to log meta-blocks, which is off.
             &[0; 4],
             &commands,
             commands.len(),
