@@ -31,6 +31,7 @@ use super::pump::{Downstream, WriteError};
 const GZIP_LEVEL: u32 = 1;
 /// zstd's level.
 const ZSTD_LEVEL: i32 = 1;
+
 /// A content coding the gateway can write a stream in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
