@@ -4,20 +4,23 @@
 //!
 //! Every chunk (the opening, a batch of events, a heartbeat) ends in a flush, so the client can
 //! decode it as soon as it arrives. What an idle stream keeps matters more than the ratio: a
-//! compressor's state (gzip's window and hash tables, zstd's context) costs tens to hundreds of
-//! KiB, against 3.6 KiB for a whole plain stream. So gzip and zstd keep no compressor per
-//! stream: each chunk is compressed on its own by the worker thread's compressor, reset in
-//! between, and the stream keeps only what its framing needs (gzip: the CRC and length for the
-//! trailer; zstd: nothing, each chunk is a frame of its own, and a zstd stream may hold several
-//! frames). gzip still refers back: the deflate compressor is primed with the stream's previous
+//! compressor's state (gzip's window and hash tables, zstd's context, brotli's hash table and
+//! ring buffer) costs tens to hundreds of KiB, against 3.6 KiB for a whole plain stream. So no
+//! stream keeps a compressor: each chunk is compressed on its own, and the stream keeps only what
+//! its framing needs (gzip: the CRC and length for the trailer; zstd: nothing, each chunk is a
+//! frame of its own, and a zstd stream may hold several frames; br: whether the stream header
+//! is written). gzip and br still refer back: each chunk may refer to the stream's previous
 //! chunk, which the client's decoder has just produced and so holds in its window; the stream
 //! keeps that chunk as a handle on its bytes, which an event's chunk shares with every other
-//! stream it was sent to. zstd frames cannot refer to an earlier frame. Brotli has no way to
-//! continue one stream with a fresh encoder, so a br stream keeps its encoder, with a small
-//! window and quality; it is the last choice when a client accepts several encodings.
+//! stream it was sent to. gzip's chunks are deflate blocks from the worker thread's compressor,
+//! reset and primed with the previous chunk as a preset dictionary. Brotli's encoder cannot be
+//! reset or primed that way, and a fresh one per chunk allocates and zeroes a 256 KiB hash
+//! table, so br chunks are meta-blocks written by `brotli_blocks` (its own matcher, the brotli
+//! crate's bit writer). zstd frames cannot refer to an earlier frame.
+
+mod brotli_blocks;
 
 use std::cell::RefCell;
-use std::io::Write;
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Crc, FlushCompress};
@@ -28,13 +31,6 @@ use super::pump::{Downstream, WriteError};
 const GZIP_LEVEL: u32 = 1;
 /// zstd's level.
 const ZSTD_LEVEL: i32 = 1;
-/// Brotli's quality and window (log2 of its size): its encoder lives as long as the stream.
-/// Quality 2 is the lowest whose output refers back across flushes (0 and 1 compress each flush
-/// on its own), and it needs less memory than 1's two-pass buffers.
-const BROTLI_QUALITY: u32 = 2;
-const BROTLI_LGWIN: u32 = 16;
-/// Brotli's output buffer, per stream.
-const BROTLI_BUFFER: usize = 1024;
 
 /// A content coding the gateway can write a stream in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +117,7 @@ pub struct Compressed<D> {
 enum Coder {
     Gzip(GzipMember),
     Zstd,
-    /// Boxed: the encoder is large, and is taken out to finish the stream.
-    Brotli(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
+    Brotli(BrotliStream),
 }
 
 impl<D: Downstream> Compressed<D> {
@@ -150,12 +145,7 @@ impl Coder {
         match encoding {
             Encoding::Gzip => Coder::Gzip(GzipMember::default()),
             Encoding::Zstd => Coder::Zstd,
-            Encoding::Brotli => Coder::Brotli(Some(Box::new(brotli::CompressorWriter::new(
-                Vec::new(),
-                BROTLI_BUFFER,
-                BROTLI_QUALITY,
-                BROTLI_LGWIN,
-            )))),
+            Encoding::Brotli => Coder::Brotli(BrotliStream::default()),
         }
     }
 
@@ -169,7 +159,7 @@ impl Coder {
             Coder::Gzip(member) => member.compress(chunk, end),
             Coder::Zstd if chunk.is_empty() => Some(Vec::new()),
             Coder::Zstd => ZSTD.with(|z| z.borrow_mut().as_mut()?.compress(chunk).ok()),
-            Coder::Brotli(slot) => brotli_compress(slot, chunk, end),
+            Coder::Brotli(stream) => Some(stream.compress(chunk, end)),
         };
         out.map(Bytes::from).ok_or(WriteError::Closed)
     }
@@ -185,6 +175,27 @@ thread_local! {
         RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok());
 }
 
+/// The last non-empty chunk a stream wrote: the end of what the client's decoder has produced,
+/// which the next chunk may refer to.
+#[derive(Default)]
+struct Previous(Bytes);
+
+/// The most of the previous chunk a chunk may refer to: deflate's window (brotli's is twice it).
+const PRIMING: usize = 32 * 1024;
+
+impl Previous {
+    /// The part a chunk may refer to: its last [`PRIMING`] bytes.
+    fn window(&self) -> &[u8] {
+        &self.0[self.0.len().saturating_sub(PRIMING)..]
+    }
+
+    fn update(&mut self, chunk: &Bytes) {
+        if !chunk.is_empty() {
+            self.0 = chunk.clone();
+        }
+    }
+}
+
 /// One gzip member across a whole stream, written as deflate blocks per chunk by a reset
 /// compressor: between chunks only the trailer's CRC and length are kept, and the previous
 /// chunk to prime the next one with.
@@ -192,11 +203,8 @@ thread_local! {
 struct GzipMember {
     started: bool,
     crc: Crc,
-    previous: Bytes,
+    previous: Previous,
 }
-
-/// The most of the previous chunk a gzip chunk may refer to: deflate's window.
-const DEFLATE_WINDOW: usize = 32 * 1024;
 
 /// A gzip header with no name, time or flags (RFC 1952): `OS` 255 (unknown).
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -212,7 +220,7 @@ impl GzipMember {
         DEFLATE.with(|deflate| {
             let mut deflate = deflate.borrow_mut();
             deflate.reset();
-            let previous = &self.previous[self.previous.len().saturating_sub(DEFLATE_WINDOW)..];
+            let previous = self.previous.window();
             if !previous.is_empty() {
                 deflate.set_dictionary(previous).ok()?;
             }
@@ -233,9 +241,7 @@ impl GzipMember {
                 }
             }
         })?;
-        if !chunk.is_empty() {
-            self.previous = chunk.clone();
-        }
+        self.previous.update(chunk);
         if end {
             out.extend_from_slice(&self.crc.sum().to_le_bytes());
             out.extend_from_slice(&self.crc.amount().to_le_bytes());
@@ -244,24 +250,32 @@ impl GzipMember {
     }
 }
 
-/// Brotli: the chunk through the stream's encoder, flushed, or finished with `end`.
-fn brotli_compress(
-    slot: &mut Option<Box<brotli::CompressorWriter<Vec<u8>>>>,
-    chunk: &[u8],
-    end: bool,
-) -> Option<Vec<u8>> {
-    let writer = slot.as_mut()?;
-    writer.write_all(chunk).ok()?;
-    if end {
-        return slot.take().map(|w| w.into_inner());
+/// One brotli stream, written as meta-blocks per chunk by `brotli_blocks`: between chunks only
+/// whether the stream header is out is kept, and the previous chunk the next one may refer to.
+#[derive(Default)]
+struct BrotliStream {
+    started: bool,
+    previous: Previous,
+}
+
+impl BrotliStream {
+    fn compress(&mut self, chunk: &Bytes, end: bool) -> Vec<u8> {
+        let window = self.previous.window();
+        let mut input = Vec::with_capacity(window.len() + chunk.len());
+        input.extend_from_slice(window);
+        input.extend_from_slice(chunk);
+        let out = brotli_blocks::chunk(&input, window.len(), !self.started, end);
+        self.started = true;
+        self.previous.update(chunk);
+        out
     }
-    writer.flush().ok()?;
-    Some(std::mem::take(writer.get_mut()))
 }
 
 #[cfg(test)]
 mod tests {
     use std::io::Read;
+
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -297,19 +311,73 @@ mod tests {
             b"",
             b"id: 2\nevent: note\ndata: {\"user\":42,\"text\":\"hello again\"}\n\n",
         ];
+        let chunks = chunks.map(<[u8]>::to_vec);
         for encoding in Encoding::ALL {
-            let mut coder = Coder::new(encoding);
-            let mut wire = Vec::new();
-            let mut expected = Vec::new();
-            for chunk in chunks {
-                let chunk = Bytes::from_static(chunk);
-                wire.extend_from_slice(&coder.compress(&chunk, false).expect("compress"));
-                expected.extend_from_slice(&chunk);
-                assert_eq!(decode_prefix(encoding, &wire), expected, "{encoding:?}");
-            }
-            wire.extend_from_slice(&coder.compress(&Bytes::new(), true).expect("finish"));
-            assert_eq!(decode_all(encoding, &wire), expected, "{encoding:?}");
+            assert_eq!(
+                stream_of(encoding, &chunks),
+                chunks.concat(),
+                "{encoding:?}"
+            );
         }
+    }
+
+    /// Arbitrary chunks, some of few distinct bytes (so they repeat each other), some of any
+    /// (incompressible), some empty: every encoding's stream gives back each chunk as it is fed.
+    #[test]
+    fn arbitrary_chunks_decode_as_they_arrive() {
+        let chunk = prop_oneof![
+            prop::collection::vec(prop::sample::select(b"ab{}:\n".to_vec()), 0..3000),
+            prop::collection::vec(any::<u8>(), 0..3000),
+        ];
+        let chunks = prop::collection::vec(chunk, 1..8);
+        proptest!(ProptestConfig::with_cases(64), |(chunks in chunks)| {
+            for encoding in Encoding::ALL {
+                prop_assert_eq!(stream_of(encoding, &chunks), chunks.concat());
+            }
+        });
+    }
+
+    /// A chunk larger than brotli's window that repeats a part of itself from further back
+    /// than the window reaches: the decoder would read that distance as a dictionary word.
+    #[test]
+    fn a_repeat_beyond_the_window_is_not_referred_to() {
+        let mut noise = 7u64;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    noise = noise
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    b'a' + (noise >> 59) as u8
+                })
+                .collect()
+        };
+        let part = random(10_000);
+        let far = [part.clone(), random(brotli_blocks::MAX_DISTANCE), part].concat();
+        let chunks = vec![random(100), far, random(100)];
+        for encoding in Encoding::ALL {
+            assert_eq!(
+                stream_of(encoding, &chunks),
+                chunks.concat(),
+                "{encoding:?}"
+            );
+        }
+    }
+
+    /// `chunks` through a stream's coder, each checked to decode as soon as it is fed, then the
+    /// whole stream decoded once finished.
+    fn stream_of(encoding: Encoding, chunks: &[Vec<u8>]) -> Vec<u8> {
+        let mut coder = Coder::new(encoding);
+        let mut wire = Vec::new();
+        let mut expected = Vec::new();
+        for chunk in chunks {
+            let chunk = Bytes::copy_from_slice(chunk);
+            wire.extend_from_slice(&coder.compress(&chunk, false).expect("compress"));
+            expected.extend_from_slice(&chunk);
+            assert_eq!(decode_prefix(encoding, &wire), expected, "{encoding:?}");
+        }
+        wire.extend_from_slice(&coder.compress(&Bytes::new(), true).expect("finish"));
+        decode_all(encoding, &wire)
     }
 
     /// What a streaming decoder has produced from an unfinished stream.
