@@ -103,6 +103,7 @@ class Peer:
     """nginx (backend or proxy) or HAProxy, by loadtest/peers/proxy/start and stop."""
 
     def __init__(self, kind, backend=None, sse=None):
+        self.kind = kind
         self.port = free_port()
         args = [os.path.join(PEERS, "start"), kind, str(self.port)]
         if backend:
@@ -113,7 +114,14 @@ class Peer:
         self.addr = f"127.0.0.1:{self.port}"
 
     def pids(self):
-        return [self.pid] + children(self.pid)
+        """The master and its workers; nginx's workers (never HAProxy's one process) are waited
+        for, or a reading of the master alone would pass for the server's memory."""
+        deadline = time.monotonic() + 5
+        while True:
+            workers = children(self.pid)
+            if workers or self.kind == "haproxy" or time.monotonic() > deadline:
+                return [self.pid] + workers
+            time.sleep(0.05)
 
     def stop(self):
         subprocess.run([os.path.join(PEERS, "stop"), self.dir], timeout=30)
