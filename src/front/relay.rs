@@ -14,7 +14,8 @@
 //! buffer while idle: each read gets a buffer that lives until its bytes are written.
 //!
 //! What the relay keeps of pingora's proxying: events go to the client as they arrive (each
-//! read is written at once, as a chunk); a client that leaves closes the upstream connection;
+//! read is written at once, as a chunk); a client that leaves (before the upstream's answer or
+//! after) closes the upstream connection;
 //! the route's `timeout` applies to every read (`0s`: none, for streams); the response is
 //! whatever the upstream answered (any status), re-framed in chunks; the connections are not
 //! reused afterwards (an event stream ends with its connection).
@@ -180,7 +181,18 @@ async fn exchange(
                 None => read.await,
             }
         };
-        let (response, preread) = head.await.map_err(|e| e.into_up())?;
+        // A client that leaves while the upstream has not answered yet closes its request too.
+        let client_left = async {
+            loop {
+                if let Err(e) = session.as_downstream_mut().read_body_or_idle(true).await {
+                    return e;
+                }
+            }
+        };
+        let (response, preread) = tokio::select! {
+            head = head => head.map_err(|e| e.into_up())?,
+            e = client_left => return Err(e.into_down()),
+        };
         return Ok((upstream, response, preread));
     }
 }
