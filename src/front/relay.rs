@@ -213,10 +213,21 @@ fn upstream_request(session: &Session, state: &ProxyState) -> Result<BytesMut> {
         .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "request line"))
 }
 
-/// Reads an HTTP/1 response head: the head, and the body bytes read past it.
+/// Reads an HTTP/1 response head: the final head (interim `1xx` heads such as `103 Early
+/// Hints` are skipped), and the body bytes read past it.
 async fn read_head(upstream: &mut Stream) -> Result<(ResponseHeader, BytesMut)> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
+        while let Some((head, len)) = parse_head(&buf)? {
+            let rest = buf.split_off(len);
+            if !head.status.is_informational() {
+                return Ok((head, rest));
+            }
+            buf = rest;
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream head too large");
+        }
         let n = upstream
             .read_buf(&mut buf)
             .await
@@ -226,12 +237,6 @@ async fn read_head(upstream: &mut Stream) -> Result<(ResponseHeader, BytesMut)> 
                 ErrorType::ConnectionClosed,
                 "upstream closed before its head",
             );
-        }
-        if let Some((head, len)) = parse_head(&buf)? {
-            return Ok((head, buf.split_off(len)));
-        }
-        if buf.len() >= MAX_HEAD_BYTES {
-            return Error::e_explain(ErrorType::InvalidHTTPHeader, "upstream head too large");
         }
     }
 }
@@ -372,5 +377,30 @@ mod tests {
         assert_eq!(head.headers["content-type"], "text/event-stream");
         assert_eq!(&wire[len..], b"data: x\n\n");
         assert!(parse_head(b"HTTP/1.1 abc\r\n\r\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn interim_heads_are_skipped_for_the_final_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            for part in [
+                &b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 2"[..],
+                b"00 OK\r\n\r\ndata",
+            ] {
+                conn.write_all(part).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut upstream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+        let (head, rest) = read_head(&mut upstream).await.unwrap();
+        assert_eq!(head.status, 200);
+        assert!(head.headers.get("link").is_none());
+        server.await.unwrap();
+        let mut rest = rest;
+        while rest.len() < 4 && upstream.read_buf(&mut rest).await.unwrap() > 0 {}
+        assert_eq!(&rest[..], b"data");
     }
 }
