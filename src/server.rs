@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use pingora::connectors::TransportConnector;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
@@ -140,6 +141,7 @@ pub fn build(config: Config, read_from: Option<Vec<u8>>, launch: &Launch) -> Res
             drain: drain.clone(),
         },
         node: node.clone(),
+        upstreams: TransportConnector::new(None),
         openapi: front::openapi_document()?,
     };
     // The HTTPS listener's address (port 0 resolved like `listen`'s) and the certificate it

@@ -701,32 +701,50 @@ async fn upstream_event_streams_are_relayed_event_by_event_and_a_leaving_client_
          upstreams:\n  up: {{servers: [\"{}\"]}}\n",
         up.addr
     ));
-    let mut client = SseClient::connect_with(
-        &gw.url("/streams/notifications"),
-        &[("accept-encoding", "gzip, br, zstd")],
-    )
-    .await;
-    assert_eq!(client.status, 200);
-    assert!(
-        client.headers.get("content-encoding").is_none(),
-        "no compression"
-    );
-    eventually(WAIT, "the upstream holds the stream", || async {
-        up.info().await["stream_clients"] == 1
-    })
-    .await;
-    // Each event arrives before the next one is even sent: nothing is buffered.
-    for title in ["first", "second", "third"] {
-        up.notify(title).await;
-        let event = client.next_event(WAIT).await.expect("relayed event");
-        let data: Value = serde_json::from_str(&event.data).expect("JSON");
-        assert_eq!(data["title"], title);
+    // With `Accept: text/event-stream` (as EventSource sends) the gateway relays the stream
+    // itself; without, pingora's proxy does. Either way the same events, as they come.
+    for accept in ["*/*", "text/event-stream"] {
+        let mut client = SseClient::connect_with(
+            &gw.url("/streams/notifications"),
+            &[("accept-encoding", "gzip, br, zstd"), ("accept", accept)],
+        )
+        .await;
+        assert_eq!(client.status, 200, "{accept}");
+        assert!(
+            client.headers.get("content-encoding").is_none(),
+            "no compression"
+        );
+        eventually(WAIT, "the upstream holds the stream", || async {
+            up.info().await["stream_clients"] == 1
+        })
+        .await;
+        let upstream = gw.admin_get("/stats").await["upstreams"][0]["servers"][0].clone();
+        assert_eq!(upstream["in_flight"], 1, "{accept}: {upstream}");
+        // Each event arrives before the next one is even sent: nothing is buffered.
+        for title in ["first", "second", "third"] {
+            up.notify(title).await;
+            let event = client.next_event(WAIT).await.expect("relayed event");
+            let data: Value = serde_json::from_str(&event.data).expect("JSON");
+            assert_eq!(data["title"], title, "{accept}");
+        }
+        drop(client);
+        eventually(WAIT, "the upstream request closed", || async {
+            up.info().await["stream_clients"] == 0
+        })
+        .await;
+        eventually(WAIT, "the stream left the in-flight count", || async {
+            gw.admin_get("/stats").await["upstreams"][0]["servers"][0]["in_flight"] == 0
+        })
+        .await;
     }
-    drop(client);
-    eventually(WAIT, "the upstream request closed", || async {
-        up.info().await["stream_clients"] == 0
-    })
-    .await;
+    // Each stream counted once when it ended, whichever way it went.
+    let labels = ["upstream=\"up\"".to_owned(), "class=\"2xx\"".to_owned()];
+    let text = gw.metrics_text().await;
+    assert_eq!(
+        metric_with(&text, "sse_gateway_upstream_requests_total", &labels),
+        2.0,
+        "{text}"
+    );
 }
 
 /// How often the WebSocket test tries its handshake. pingora 0.9.1 tears an upgrade down right
@@ -918,7 +936,13 @@ async fn least_connections_refills_the_server_whose_streams_ended_when_clients_c
     // Six long-lived upstream streams: two on each server.
     let mut streams = Vec::new();
     for _ in 0..6 {
-        let held = http().get(gw.url("/hold")).send().await.expect("hold");
+        // As EventSource asks: relayed off pingora's proxy (front::relay), counted all the same.
+        let held = http()
+            .get(gw.url("/hold"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("hold");
         assert_eq!(held.status(), 200);
         streams.push(held);
     }
@@ -947,7 +971,10 @@ async fn least_connections_refills_the_server_whose_streams_ended_when_clients_c
     })
     .await;
     for _ in 0..2 {
-        streams.push(http().get(gw.url("/hold")).send().await.expect("hold"));
+        let held = http()
+            .get(gw.url("/hold"))
+            .header("accept", "text/event-stream");
+        streams.push(held.send().await.expect("hold"));
     }
     // Round robin would have put one of them on b or c; least connections refills a.
     assert_eq!(holds_on(servers[0].name()), 4);

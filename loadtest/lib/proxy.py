@@ -4,6 +4,12 @@
 
 usage: proxy.py --gateway BIN --loadgen BIN --floor BIN --raw DIR --report OUT.md
                 [--rounds 3] [--connections 32] [--seconds 10] [--streams 1000]
+                [--baseline BIN] [--targets gateway,baseline,nginx,haproxy] [--parts wrk,streams]
+
+--baseline adds another build of the gateway (say, main's) to every round, for an A/B of the
+same command: the report then shows the gateway against it too. --targets runs only some of
+the proxies, --parts only the requests (wrk) or only the streams (quicker A/B runs; the
+targets against the peers need both parts and both peers).
 
 Each round starts a fresh backend (nginx answering a small fixed body, loadtest/peers/proxy)
 and a fresh SSE upstream (sse-floor), then, for each proxy in turn (the order rotates from
@@ -35,7 +41,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "..", "peers", "proxy")
 BENCH_YAML = os.path.join(HERE, "..", "bench.yaml")
-PROXIES = ("gateway", "nginx", "haproxy")
+ALL_PROXIES = ("gateway", "baseline", "nginx", "haproxy")
+PROXIES = ("gateway", "nginx", "haproxy")  # the proxies of this run (set in main)
 PATH_SMALL = "/small/hello"
 
 
@@ -96,6 +103,7 @@ class Peer:
     """nginx (backend or proxy) or HAProxy, by loadtest/peers/proxy/start and stop."""
 
     def __init__(self, kind, backend=None, sse=None):
+        self.kind = kind
         self.port = free_port()
         args = [os.path.join(PEERS, "start"), kind, str(self.port)]
         if backend:
@@ -106,7 +114,14 @@ class Peer:
         self.addr = f"127.0.0.1:{self.port}"
 
     def pids(self):
-        return [self.pid] + children(self.pid)
+        """The master and its workers; nginx's workers (never HAProxy's one process) are waited
+        for, or a reading of the master alone would pass for the server's memory."""
+        deadline = time.monotonic() + 5
+        while True:
+            workers = children(self.pid)
+            if workers or self.kind == "haproxy" or time.monotonic() > deadline:
+                return [self.pid] + workers
+            time.sleep(0.05)
 
     def stop(self):
         subprocess.run([os.path.join(PEERS, "stop"), self.dir], timeout=30)
@@ -242,10 +257,18 @@ def run_streams(args, target, raw, name, floor):
     }
 
 
+# A part not run (--parts).
+NO_WRK = {"requests_per_second": None, "p50_ms": None, "p90_ms": None, "p99_ms": None,
+          "requests": None, "non_2xx": 0, "socket_errors": 0}
+NO_STREAMS = {"streams_open": 0, "rss_kib_before": None, "rss_kib_idle": None,
+              "rss_bytes_per_stream": None, "expected": 0, "delivered": 0, "latency_p99_ms": None}
+
+
 def start_proxy(kind, args, raw, name, backend, floor):
-    if kind == "gateway":
+    if kind in ("gateway", "baseline"):
         config = gateway_config(raw, backend.addr, floor.addr)
-        return Process([args.gateway, "--config", config], os.path.join(raw, name + ".gateway"))
+        binary = args.gateway if kind == "gateway" else args.baseline
+        return Process([binary, "--config", config], os.path.join(raw, name + ".gateway"))
     return Peer(kind, backend.addr, floor.addr)
 
 
@@ -268,22 +291,24 @@ def round_runs(args, k, backend, floor, runs):
     """The backend alone, then each proxy in this round's order (appended to RUNS)."""
     raw = args.raw
     name = f"round{k}.backend"
-    print(f"== round {k}: backend alone (wrk)", file=sys.stderr)
-    runs.append({"round": k, "target": "backend",
-                 "wrk": run_wrk(args, backend.addr, raw, name, backend.pids())})
+    if "wrk" in args.parts:
+        print(f"== round {k}: backend alone (wrk)", file=sys.stderr)
+        runs.append({"round": k, "target": "backend",
+                     "wrk": run_wrk(args, backend.addr, raw, name, backend.pids())})
     order = PROXIES[k % len(PROXIES):] + PROXIES[:k % len(PROXIES)]
     for kind in order:
         name = f"round{k}.{kind}"
         print(f"== round {k}: {kind}", file=sys.stderr)
         proxy = start_proxy(kind, args, raw, name, backend, floor)
         try:
-            streams = run_streams(args, proxy, raw, name, floor)
-            wrk = run_wrk(args, proxy.addr, raw, name, proxy.pids())
+            streams = run_streams(args, proxy, raw, name, floor) if "streams" in args.parts else NO_STREAMS
+            wrk = run_wrk(args, proxy.addr, raw, name, proxy.pids()) if "wrk" in args.parts else NO_WRK
         finally:
             proxy.stop()
         print("   " + json.dumps({
-            "wrk": {x: wrk[x] for x in ("requests_per_second", "p99_ms", "non_2xx", "socket_errors")},
-            "streams": {x: streams[x] for x in ("streams_open", "rss_bytes_per_stream", "delivered", "expected")},
+            "wrk": {x: wrk.get(x) for x in ("requests_per_second", "p99_ms", "non_2xx", "socket_errors",
+                                            "cpu_user_us_per_request", "cpu_kernel_us_per_request")},
+            "streams": {x: streams.get(x) for x in ("streams_open", "rss_bytes_per_stream", "delivered", "expected")},
         }), file=sys.stderr)
         runs.append({"round": k, "target": kind, "streams": streams, "wrk": wrk})
 
@@ -307,6 +332,7 @@ def summarize(runs):
             "cpu_kernel": median([r["wrk"].get("cpu_kernel_us_per_request") for r in mine]),
         }
         if target != "backend":
+            s["events_run"] = any(r["streams"]["expected"] for r in mine)
             s["per_stream"] = median([r["streams"]["rss_bytes_per_stream"] for r in mine])
             s["delivered"] = sum(r["streams"]["delivered"] or 0 for r in mine)
             s["expected"] = sum(r["streams"]["expected"] or 0 for r in mine)
@@ -316,23 +342,53 @@ def summarize(runs):
     return out
 
 
+def ab_rows(s):
+    """The gateway against the baseline build: (figure, gateway, baseline, ratio)."""
+    gw, base = s["gateway"], s["baseline"]
+    rows = []
+    for figure, key, fmt in (("req/s (median)", "rps", "{:,.0f}"), ("p99 (median)", "p99_ms", "{:.2f} ms"),
+                             ("CPU per request, user + kernel (median)", "cpu", "{:.1f} µs"),
+                             ("RSS per proxied idle stream (median)", "per_stream", None)):
+        a, b = gw.get(key), base.get(key)
+        if key == "cpu":
+            a = gw["cpu_user"] + gw["cpu_kernel"] if gw["cpu_user"] is not None else None
+            b = base["cpu_user"] + base["cpu_kernel"] if base["cpu_user"] is not None else None
+        if a is None or b is None:
+            continue
+        shown = (lambda v: kib(v)) if fmt is None else (lambda v, f=fmt: f.format(v))
+        rows.append((figure, shown(a), shown(b), a / b if b else None))
+    return rows
+
+
 def verdicts(s):
-    """(figure, gateway, peer shown, ratio, pass) for each target."""
+    """(figure, gateway, peer shown, ratio, pass) for each target (none without both peers)."""
+    if not all(t in s for t in ("gateway", "nginx", "haproxy")):
+        return None, []
     gw, ng, ha = s["gateway"], s["nginx"], s["haproxy"]
     better = max(("nginx", "haproxy"), key=lambda t: s[t]["rps"] or 0)
     rows = []
-    rps_ratio = gw["rps"] / s[better]["rps"] if gw["rps"] and s[better]["rps"] else None
-    rows.append(("req/s (median)", f"{gw['rps']:,.0f}", f"{better} {s[better]['rps']:,.0f}",
-                 rps_ratio, rps_ratio is not None and rps_ratio >= 1.0))
-    p99_ratio = gw["p99_ms"] / s[better]["p99_ms"] if gw["p99_ms"] and s[better]["p99_ms"] else None
-    rows.append(("p99 (median)", f"{gw['p99_ms']:.2f} ms", f"{better} {s[better]['p99_ms']:.2f} ms",
-                 p99_ratio, p99_ratio is not None and p99_ratio <= 1.0))
-    mem_ratio = gw["per_stream"] / ng["per_stream"] if gw["per_stream"] and ng["per_stream"] else None
-    rows.append(("RSS per proxied idle stream (median)", kib(gw["per_stream"]), f"nginx {kib(ng['per_stream'])}",
-                 mem_ratio, mem_ratio is not None and mem_ratio <= 1.0))
-    for t in PROXIES:
-        ok = s[t]["expected"] > 0 and s[t]["delivered"] == s[t]["expected"]
-        rows.append((f"events through {t}", f"{s[t]['delivered']:,} / {s[t]['expected']:,}", "all", None, ok))
+    if gw["rps"] is None or s[better]["rps"] is None:
+        better = None
+    if better:
+        rps_ratio = gw["rps"] / s[better]["rps"]
+        rows.append(("req/s (median)", f"{gw['rps']:,.0f}", f"{better} {s[better]['rps']:,.0f}",
+                     rps_ratio, rps_ratio >= 1.0))
+        p99_ratio = gw["p99_ms"] / s[better]["p99_ms"] if gw["p99_ms"] and s[better]["p99_ms"] else None
+        rows.append(("p99 (median)", f"{gw['p99_ms']:.2f} ms", f"{better} {s[better]['p99_ms']:.2f} ms",
+                     p99_ratio, p99_ratio is not None and p99_ratio <= 1.0))
+        if gw["cpu_user"] is not None and ng["cpu_user"] is not None and ha["cpu_user"] is not None:
+            ours = gw["cpu_user"] + gw["cpu_kernel"]
+            leaner = min(("nginx", "haproxy"), key=lambda t: s[t]["cpu_user"] + s[t]["cpu_kernel"])
+            theirs = s[leaner]["cpu_user"] + s[leaner]["cpu_kernel"]
+            rows.append(("CPU per request, user + kernel (median; shown, not a target)", f"{ours:.1f} µs",
+                         f"{leaner} {theirs:.1f} µs", ours / theirs, None))
+    if gw["events_run"]:
+        mem_ratio = gw["per_stream"] / ng["per_stream"] if gw["per_stream"] and ng["per_stream"] else None
+        rows.append(("RSS per proxied idle stream (median)", kib(gw["per_stream"]), f"nginx {kib(ng['per_stream'])}",
+                     mem_ratio, mem_ratio is not None and mem_ratio <= 1.0))
+        for t in PROXIES:
+            ok = s[t]["expected"] > 0 and s[t]["delivered"] == s[t]["expected"]
+            rows.append((f"events through {t}", f"{s[t]['delivered']:,} / {s[t]['expected']:,}", "all", None, ok))
     return better, rows
 
 
@@ -340,21 +396,29 @@ def kib(b):
     return "-" if b is None else f"{b / 1024:.1f} KiB"
 
 
-def table(s):
-    lines = ["| | backend alone | sse-gateway | nginx `proxy_pass` | HAProxy |",
-             "|---|---|---|---|---|"]
-    lines.append("| req/s, small body, keep-alive | " + " | ".join(
-        f"{s[t]['rps']:,.0f}" if s[t]["rps"] else "-" for t in ("backend",) + PROXIES) + " |")
-    lines.append("| p50 / p99 | " + " | ".join(
-        f"{s[t]['p50_ms']:.2f} / {s[t]['p99_ms']:.2f} ms" if s[t]["p99_ms"] else "-" for t in ("backend",) + PROXIES) + " |")
-    lines.append("| server CPU per request, user + kernel | " + " | ".join(
-        f"{s[t]['cpu_user']:.1f} + {s[t]['cpu_kernel']:.1f} µs" if s[t]["cpu_user"] is not None else "-"
-        for t in ("backend",) + PROXIES) + " |")
-    lines.append("| RSS per proxied idle stream | | " + " | ".join(kib(s[t]["per_stream"]) for t in PROXIES) + " |")
-    lines.append("| events delivered / expected (all rounds) | | " + " | ".join(
-        f"{s[t]['delivered']:,} / {s[t]['expected']:,}" for t in PROXIES) + " |")
-    lines.append("| event p99, publish to receipt | | " + " | ".join(
-        f"{s[t]['event_p99_ms']:.1f} ms" if s[t]["event_p99_ms"] is not None else "-" for t in PROXIES) + " |")
+NAMES = {"backend": "backend alone", "gateway": "sse-gateway", "baseline": "sse-gateway (baseline build)",
+         "nginx": "nginx `proxy_pass`", "haproxy": "HAProxy"}
+
+
+def table(s, parts):
+    lines = ["| | " + " | ".join(NAMES[t] for t in ("backend",) + PROXIES) + " |",
+             "|---" * (len(PROXIES) + 2) + "|"]
+
+    def row(label, cell, with_backend):
+        cells = [cell(s[t]) for t in PROXIES]
+        lines.append(f"| {label} | " + ("" if not with_backend else cell(s["backend"])) + " | "
+                     + " | ".join(cells) + " |")
+
+    if "wrk" in parts:
+        row("req/s, small body, keep-alive", lambda t: f"{t['rps']:,.0f}" if t["rps"] else "-", True)
+        row("p50 / p99", lambda t: f"{t['p50_ms']:.2f} / {t['p99_ms']:.2f} ms" if t["p99_ms"] else "-", True)
+        row("server CPU per request, user + kernel",
+            lambda t: f"{t['cpu_user']:.1f} + {t['cpu_kernel']:.1f} µs" if t["cpu_user"] is not None else "-", True)
+    if "streams" in parts:
+        row("RSS per proxied idle stream", lambda t: kib(t["per_stream"]), False)
+        row("events delivered / expected (all rounds)", lambda t: f"{t['delivered']:,} / {t['expected']:,}", False)
+        row("event p99, publish to receipt",
+            lambda t: f"{t['event_p99_ms']:.1f} ms" if t["event_p99_ms"] is not None else "-", False)
     return lines
 
 
@@ -370,7 +434,15 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--streams", type=int, default=1000)
+    ap.add_argument("--baseline", help="another gateway binary measured in the same rounds (A/B)")
+    ap.add_argument("--targets", default=",".join(ALL_PROXIES), help="the proxies to run, comma-separated")
+    ap.add_argument("--parts", default="wrk,streams", help="wrk, streams or both")
     args = ap.parse_args()
+    args.parts = args.parts.split(",")
+    global PROXIES
+    PROXIES = tuple(t for t in ALL_PROXIES if t in args.targets.split(",") and (t != "baseline" or args.baseline))
+    if "gateway" not in PROXIES:
+        ap.error("--targets must include gateway")
     os.makedirs(args.raw, exist_ok=True)
     # bench.yaml's publish key (unused here: the events are published to sse-floor).
     os.environ.setdefault("BENCH_KEY", f"bench-{os.getpid()}-{time.time_ns()}")
@@ -386,15 +458,23 @@ def main():
 
     s = summarize(runs)
     better, rows = verdicts(s)
-    figures = table(s)
-    targets = ["| target | sse-gateway | against | ratio | |", "|---|---|---|---|---|"]
-    for figure, ours, theirs, ratio, ok in rows:
-        r = f"{ratio:.2f}x" if ratio is not None else ""
-        targets.append(f"| {figure} | {ours} | {theirs} | {r} | {'pass' if ok else 'FAIL'} |")
-    print("\n".join(figures + [""] + targets))
+    figures = table(s, args.parts)
+    targets = []
+    if rows:
+        targets = ["| target | sse-gateway | against | ratio | |", "|---|---|---|---|---|"]
+        for figure, ours, theirs, ratio, ok in rows:
+            r = f"{ratio:.2f}x" if ratio is not None else ""
+            mark = "" if ok is None else ("pass" if ok else "FAIL")
+            targets.append(f"| {figure} | {ours} | {theirs} | {r} | {mark} |")
+    ab = []
+    if "baseline" in PROXIES:
+        ab = ["| A/B | sse-gateway | baseline build | ratio |", "|---|---|---|---|"]
+        ab += [f"| {f} | {a} | {b} | {r:.2f}x |" for f, a, b, r in ab_rows(s) if r is not None]
+        ab += ["", f"Baseline build: `{args.baseline}`."]
+    print("\n".join(figures + [""] + targets + [""] + ab))
 
-    wrk_cmd = next(r["wrk"]["command"] for r in runs if r["target"] == "gateway")
-    sse_cmd = next(r["streams"]["command"] for r in runs if r["target"] == "gateway")
+    wrk_cmd = next((r["wrk"].get("command") for r in runs if r["target"] == "gateway"), None)
+    sse_cmd = next((r["streams"].get("command") for r in runs if r["target"] == "gateway"), None)
     build = ""
     try:
         with open(os.path.join(args.raw, "build.txt")) as f:
@@ -407,7 +487,7 @@ def main():
           *figures, "",
           "Targets: proxied req/s at least the better peer's with a p99 no worse; RSS per "
           "proxied idle stream no more than nginx's; every event through every proxy.", "",
-          *targets, "",
+          *targets, "", *ab, "",
           "## Setup", "",
           "- backend: nginx (`loadtest/peers/proxy/backend.conf.template`) answering "
           f"`GET {PATH_SMALL}` with a 33-byte body from memory, 2 workers;",
@@ -438,7 +518,7 @@ def main():
                  str(w["non_2xx"] + w["socket_errors"]),
                  f"{w['cpu_user_us_per_request']} + {w['cpu_kernel_us_per_request']} µs"
                  if w.get("cpu_user_us_per_request") is not None else "-"]
-        if st:
+        if st and st.get("streams_open"):
             cells += [str(st["streams_open"]), f"{st['rss_kib_before']:,} KiB",
                       f"{st['rss_kib_idle']:,} KiB" if st["rss_kib_idle"] else "-",
                       kib(st["rss_bytes_per_stream"]),
@@ -450,7 +530,7 @@ def main():
     with open(args.report, "w") as f:
         f.write("\n".join(md) + "\n")
     print(f"wrote {args.report}")
-    return 0 if all(ok for *_, ok in rows) else 1
+    return 0 if all(ok for *_, ok in rows if ok is not None) else 1
 
 
 if __name__ == "__main__":

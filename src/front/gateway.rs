@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use pingora::connectors::TransportConnector;
 
 use crate::admin::NodeView;
 use crate::broker::SharedBroker;
@@ -22,6 +23,9 @@ pub struct Gateway {
     pub streams: StreamContext,
     /// What the operator endpoints read.
     pub node: NodeView,
+    /// Connections to upstream servers for the event streams of routes, which are proxied off
+    /// pingora's proxy (see `relay`); every other proxied request uses pingora's.
+    pub upstreams: TransportConnector,
     /// `GET /openapi.json`, converted once at startup (see [`super::openapi_document`]).
     pub openapi: Bytes,
 }

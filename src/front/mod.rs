@@ -21,6 +21,7 @@ mod health;
 mod openapi;
 mod proxied;
 mod publish;
+mod relay;
 mod request;
 mod router;
 mod tickets;
@@ -96,7 +97,13 @@ impl ProxyHttp for Front {
                 Ok(true)
             }
             Outcome::Proxy(proxied) => {
-                ctx.proxy = Some(ProxyState::new(*proxied));
+                let state = ProxyState::new(*proxied);
+                if relay::takes(session.as_downstream()) {
+                    // An event stream: proxied and relayed off this task (see `relay`).
+                    relay::proxy(&self.gateway.upstreams, session, state).await;
+                    return Ok(true);
+                }
+                ctx.proxy = Some(state);
                 Ok(false)
             }
         }

@@ -114,6 +114,11 @@ impl ProxyState {
         forwarded::apply(upstream, peer_ip(session), https, host)
     }
 
+    /// The route's read timeout (`None` for `0s`).
+    pub(super) fn read_timeout(&self) -> Option<std::time::Duration> {
+        self.proxied.route.config.timeout
+    }
+
     /// The upstream answered: a 502/503/504 counts against the server (passive health), any
     /// other answer ends its run of failures. Its hop-by-hop headers stay on its side.
     pub(super) fn answered(&mut self, response: &mut ResponseHeader) {
@@ -196,22 +201,25 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 fn remove_hop_by_hop(response: &mut ResponseHeader) {
-    let nominated: Vec<String> = response
-        .headers
+    for name in hop_by_hop(&response.headers) {
+        response.remove_header(&name);
+    }
+}
+
+/// The hop-by-hop headers of a message: the standard ones and those its `Connection` names.
+pub(super) fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
+    let nominated = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
-        .collect();
-    for name in HOP_BY_HOP
+        .filter(|name| !name.is_empty());
+    HOP_BY_HOP
         .iter()
-        .copied()
-        .chain(nominated.iter().map(String::as_str))
-    {
-        response.remove_header(name);
-    }
+        .map(|name| (*name).to_owned())
+        .chain(nominated)
+        .collect()
 }
 
 fn status_class(status: u16) -> &'static str {

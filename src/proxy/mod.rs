@@ -9,6 +9,7 @@
 //! - `least_connections`: the selection pingora lacks;
 //! - `health`: active checks with the pool's settings;
 //! - `forwarded`: the client address and the `X-Forwarded-*` headers;
+//! - `framing`: an upstream response body's framing, for the relay of event streams;
 //! - `tls`: the CA of upstream HTTPS.
 //!
 //! The front ([`crate::front`]) answers the gateway's own endpoints and hands the rest to the
@@ -16,6 +17,7 @@
 //! passed through, the upstream request closed when the client leaves).
 
 pub mod forwarded;
+pub(crate) mod framing;
 mod health;
 mod least_connections;
 mod pool;

@@ -21,7 +21,7 @@ use pingora::protocols::http::ServerSession;
 use compress::{Compressed, Encoding};
 pub use pump::{pump, Downstream, End, WriteError};
 pub use request::StreamRequest;
-use socket::Connection;
+pub(crate) use socket::{plain as plain_socket, Connection};
 
 use crate::auth::Principal;
 use crate::config::{Config, HeartbeatKind};

@@ -51,7 +51,7 @@ impl Connection {
 /// the stream dropped: the duplicate is the connection from then on. Nothing is lost in
 /// between: the stream's write buffer was flushed by the caller, and a client sends nothing on
 /// an SSE stream after its request.
-fn plain(stream: Stream) -> Result<TcpStream, Stream> {
+pub(crate) fn plain(stream: Stream) -> Result<TcpStream, Stream> {
     let Some(raw_fd) = stream
         .as_any()
         .downcast_ref::<L4Stream>()
