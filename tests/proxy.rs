@@ -747,6 +747,63 @@ async fn upstream_event_streams_are_relayed_event_by_event_and_a_leaving_client_
     );
 }
 
+#[tokio::test]
+async fn a_client_that_leaves_before_the_upstream_answers_closes_the_upstream_request() {
+    // An upstream that takes requests and never answers; it reports each connection's end.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<&'static str>(8);
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen_tx = seen_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = seen_tx.send("request").await;
+                // No answer: wait for the gateway to close its side.
+                while matches!(conn.read(&mut buf).await, Ok(n) if n > 0) {}
+                let _ = seen_tx.send("closed").await;
+            });
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "routes:\n  - {{path_prefix: /hold/, upstream: up, timeout: 0s}}\n\
+         upstreams:\n  up: {{servers: [\"{addr}\"]}}\n"
+    ));
+    for accept in ["text/event-stream", "*/*"] {
+        let mut client = tokio::net::TcpStream::connect(gw.addr)
+            .await
+            .expect("connect");
+        client
+            .write_all(
+                format!("GET /hold/x HTTP/1.1\r\nHost: t\r\nAccept: {accept}\r\n\r\n").as_bytes(),
+            )
+            .await
+            .expect("write");
+        let got = tokio::time::timeout(WAIT, seen.recv())
+            .await
+            .expect("in time");
+        assert_eq!(got, Some("request"), "{accept}");
+        drop(client);
+        let got = tokio::time::timeout(WAIT, seen.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{accept}: the upstream request was not closed"));
+        assert_eq!(got, Some("closed"), "{accept}");
+        eventually(WAIT, "the request left the in-flight count", || async {
+            gw.admin_get("/stats").await["upstreams"][0]["servers"][0]["in_flight"] == 0
+        })
+        .await;
+    }
+}
+
 /// How often the WebSocket test tries its handshake. pingora 0.9.1 tears an upgrade down right
 /// after its 101 when it happens to read the upstream's 101 before the request's empty body
 /// (cloudflare/pingora#946; the fix, PR #947, is not released): the client gets the 101, then
