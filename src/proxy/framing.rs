@@ -301,4 +301,37 @@ mod tests {
             );
         }
     }
+
+    /// Decodes `wire` in pieces of `piece` bytes until an error: the data, whether the body
+    /// ended, and whether it failed.
+    fn decode_until_error(wire: &[u8], piece: usize) -> (Vec<u8>, bool, bool) {
+        let mut body = Body::Chunked(Chunk::Size { size: 0, digits: 0 });
+        let mut out = Vec::new();
+        for part in wire.chunks(piece) {
+            match body.decode(BytesMut::from(part)) {
+                Ok(data) => out.extend_from_slice(&data),
+                Err(FramingError) => return (out, body.is_done(), true),
+            }
+        }
+        (out, body.is_done(), false)
+    }
+
+    /// What an upstream sends is not trusted: any bytes, in any pieces, decode without a panic
+    /// and to the same data, end and error as when they arrive at once.
+    #[test]
+    fn any_bytes_in_any_pieces_decode_as_they_do_whole() {
+        use proptest::prelude::*;
+        // Bytes the chunked coding is made of, so that valid runs are likely, and any bytes.
+        let framing = prop::sample::select(b"0123456789aAfF;\r\n x".to_vec());
+        let bytes = prop_oneof![framing, any::<u8>()];
+        proptest!(ProptestConfig::with_cases(256), |(wire in prop::collection::vec(bytes, 0..256), piece in 1usize..8)| {
+            let (whole, whole_done, whole_failed) = decode_until_error(&wire, wire.len().max(1));
+            let (pieces, done, failed) = decode_until_error(&wire, piece);
+            prop_assert_eq!(failed, whole_failed);
+            prop_assert_eq!(done, whole_done);
+            if !failed {
+                prop_assert_eq!(pieces, whole);
+            }
+        });
+    }
 }
