@@ -4,10 +4,12 @@
 
 usage: proxy.py --gateway BIN --loadgen BIN --floor BIN --raw DIR --report OUT.md
                 [--rounds 3] [--connections 32] [--seconds 10] [--streams 1000]
-                [--baseline BIN] [--targets gateway,baseline,nginx,haproxy] [--parts wrk,streams]
+                [--baseline BIN] [--pingora BIN] [--targets gateway,baseline,pingora,nginx,haproxy]
+                [--parts wrk,streams]
 
 --baseline adds another build of the gateway (say, main's) to every round, for an A/B of the
-same command: the report then shows the gateway against it too. --targets runs only some of
+same command: the report then shows the gateway against it too. --pingora adds the bare pingora
+proxy (examples/pingora_proxy.rs): the report then shows what the gateway costs over pingora. --targets runs only some of
 the proxies, --parts only the requests (wrk) or only the streams (quicker A/B runs; the
 targets against the peers need both parts and both peers).
 
@@ -41,7 +43,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "..", "peers", "proxy")
 BENCH_YAML = os.path.join(HERE, "..", "bench.yaml")
-ALL_PROXIES = ("gateway", "baseline", "nginx", "haproxy")
+ALL_PROXIES = ("gateway", "baseline", "pingora", "nginx", "haproxy")
 PROXIES = ("gateway", "nginx", "haproxy")  # the proxies of this run (set in main)
 PATH_SMALL = "/small/hello"
 
@@ -269,6 +271,9 @@ def start_proxy(kind, args, raw, name, backend, floor):
         config = gateway_config(raw, backend.addr, floor.addr)
         binary = args.gateway if kind == "gateway" else args.baseline
         return Process([binary, "--config", config], os.path.join(raw, name + ".gateway"))
+    if kind == "pingora":
+        return Process([args.pingora, f"127.0.0.1:{free_port()}", backend.addr, floor.addr],
+                       os.path.join(raw, name + ".pingora"))
     return Peer(kind, backend.addr, floor.addr)
 
 
@@ -342,9 +347,9 @@ def summarize(runs):
     return out
 
 
-def ab_rows(s):
-    """The gateway against the baseline build: (figure, gateway, baseline, ratio)."""
-    gw, base = s["gateway"], s["baseline"]
+def ab_rows(s, other="baseline"):
+    """The gateway against another target (the baseline build): (figure, gateway, other, ratio)."""
+    gw, base = s["gateway"], s[other]
     rows = []
     for figure, key, fmt in (("req/s (median)", "rps", "{:,.0f}"), ("p99 (median)", "p99_ms", "{:.2f} ms"),
                              ("CPU per request, user + kernel (median)", "cpu", "{:.1f} µs"),
@@ -397,6 +402,7 @@ def kib(b):
 
 
 NAMES = {"backend": "backend alone", "gateway": "sse-gateway", "baseline": "sse-gateway (baseline build)",
+         "pingora": "bare pingora proxy",
          "nginx": "nginx `proxy_pass`", "haproxy": "HAProxy"}
 
 
@@ -435,12 +441,15 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--streams", type=int, default=1000)
     ap.add_argument("--baseline", help="another gateway binary measured in the same rounds (A/B)")
+    ap.add_argument("--pingora", help="the bare pingora proxy (examples/pingora_proxy.rs), measured in the same "
+                    "rounds: what the gateway costs over the proxy it is built on")
     ap.add_argument("--targets", default=",".join(ALL_PROXIES), help="the proxies to run, comma-separated")
     ap.add_argument("--parts", default="wrk,streams", help="wrk, streams or both")
     args = ap.parse_args()
     args.parts = args.parts.split(",")
     global PROXIES
-    PROXIES = tuple(t for t in ALL_PROXIES if t in args.targets.split(",") and (t != "baseline" or args.baseline))
+    PROXIES = tuple(t for t in ALL_PROXIES if t in args.targets.split(",")
+                    and (t != "baseline" or args.baseline) and (t != "pingora" or args.pingora))
     if "gateway" not in PROXIES:
         ap.error("--targets must include gateway")
     os.makedirs(args.raw, exist_ok=True)
@@ -466,12 +475,16 @@ def main():
             r = f"{ratio:.2f}x" if ratio is not None else ""
             mark = "" if ok is None else ("pass" if ok else "FAIL")
             targets.append(f"| {figure} | {ours} | {theirs} | {r} | {mark} |")
+    over = []
+    if "pingora" in PROXIES:
+        over = ["| the gateway over bare pingora | sse-gateway | bare pingora proxy | ratio |", "|---|---|---|---|"]
+        over += [f"| {f} | {a} | {b} | {r:.2f}x |" for f, a, b, r in ab_rows(s, "pingora") if r is not None]
     ab = []
     if "baseline" in PROXIES:
         ab = ["| A/B | sse-gateway | baseline build | ratio |", "|---|---|---|---|"]
         ab += [f"| {f} | {a} | {b} | {r:.2f}x |" for f, a, b, r in ab_rows(s) if r is not None]
         ab += ["", f"Baseline build: `{args.baseline}`."]
-    print("\n".join(figures + [""] + targets + [""] + ab))
+    print("\n".join(figures + [""] + targets + [""] + over + [""] + ab))
 
     wrk_cmd = next((r["wrk"].get("command") for r in runs if r["target"] == "gateway"), None)
     sse_cmd = next((r["streams"].get("command") for r in runs if r["target"] == "gateway"), None)
@@ -487,7 +500,7 @@ def main():
           *figures, "",
           "Targets: proxied req/s at least the better peer's with a p99 no worse; RSS per "
           "proxied idle stream no more than nginx's; every event through every proxy.", "",
-          *targets, "", *ab, "",
+          *targets, "", *over, "", *ab, "",
           "## Setup", "",
           "- backend: nginx (`loadtest/peers/proxy/backend.conf.template`) answering "
           f"`GET {PATH_SMALL}` with a 33-byte body from memory, 2 workers;",
@@ -498,6 +511,8 @@ def main():
           "- nginx: `loadtest/peers/proxy/nginx.conf.template` (2 workers, `keepalive 128` "
           "upstream, `proxy_buffering off` for `/sub/`);",
           "- HAProxy: `loadtest/peers/proxy/haproxy.cfg.template` (`nbthread 2`, `http-reuse always`);",
+          "- bare pingora proxy (with --pingora): `examples/pingora_proxy.rs`, pingora's `HttpProxy` "
+          "choosing the upstream by path and nothing else, as many threads as the gateway;",
           f"- requests: `{wrk_cmd}` after a 2 s warm-up;",
           f"- streams: `{sse_cmd}`; RSS per stream = (summed VmRSS once all streams are open - "
           "before) / streams open;",
