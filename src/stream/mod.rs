@@ -150,15 +150,18 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
     tracing::debug!(client = sub.client.id, ?peer, "stream opened");
     let drain = ctx.drain.clone();
     let write_timeout = settings.write_timeout;
-    match session {
-        ServerSession::H1(h1) => match Connection::new(h1.into_inner(), write_timeout).await {
-            Ok(out) => spawn_stream(out, encoding, sub, permit, settings, drain),
-            // The client left before its stream could start.
-            Err(_) => {
-                drop(permit);
-                finished(End::ClientLeft);
+    let session = match session {
+        ServerSession::H1(h1) => {
+            match Connection::new(h1.into_inner(), write_timeout).await {
+                Ok(out) => spawn_stream(out, encoding, sub, permit, settings, drain),
+                // The client left before its stream could start.
+                Err(_) => {
+                    drop(permit);
+                    finished(End::ClientLeft);
+                }
             }
-        },
+            return;
+        }
         ServerSession::H2(mut h2) => match h2.take_response_body_writer() {
             // The rest of the session (request and response heads, the request body's end) is
             // dropped here: about 4 KiB per stream (see `H2Stream`).
@@ -168,31 +171,17 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
                     write_timeout,
                 };
                 spawn_stream(out, encoding, sub, permit, settings, drain);
+                return;
             }
-            None => spawn_stream(
-                SessionOut {
-                    session: ServerSession::H2(h2),
-                    write_timeout,
-                },
-                encoding,
-                sub,
-                permit,
-                settings,
-                drain,
-            ),
+            None => ServerSession::H2(h2),
         },
-        session => spawn_stream(
-            SessionOut {
-                session,
-                write_timeout,
-            },
-            encoding,
-            sub,
-            permit,
-            settings,
-            drain,
-        ),
-    }
+        session => session,
+    };
+    let out = SessionOut {
+        session,
+        write_timeout,
+    };
+    spawn_stream(out, encoding, sub, permit, settings, drain);
 }
 
 /// Runs the stream on a task of its own, through a compressor when it has an `encoding`.
