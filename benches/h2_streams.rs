@@ -87,13 +87,9 @@ fn unix_nanos() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
+/// The gateway's `VmRSS` in KiB (0 once it is gone).
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    sse_loadgen::procfs::rss_kib(Some(pid)).unwrap_or(0)
 }
 
 /// A CA and a server certificate for 127.0.0.1 it signed, as PEM files, and a client that
