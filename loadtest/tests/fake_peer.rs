@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
 mod common;
-use common::raw_options;
+use common::{raw_args, raw_options};
 
 /// Serves `GET` as a close-delimited event stream and turns each `POST` body into one event for
 /// every stream. Returns its base URL.
@@ -160,31 +160,12 @@ async fn run_on_a_terminal(args: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The flags of [`raw_options`] for the binary, with 30 events at 10/s: a run of about three
+/// The flags of [`raw_args`] for the binary, with 30 events at 10/s: a run of about three
 /// seconds, long enough for the line to be rewritten with every stream open.
 fn binary_args(base: &str, extra: &[&str]) -> Vec<String> {
-    let url = format!("{base}/sub");
-    let publish_url = format!("{base}/pub");
-    [
-        "--url",
-        &url,
-        "--publish-url",
-        &publish_url,
-        "--publish-format",
-        "raw",
-        "--streams",
-        "40",
-        "--events",
-        "30",
-        "--rate",
-        "10",
-        "--duration",
-        "15",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect()
+    let mut flags = vec!["--events", "30", "--rate", "10"];
+    flags.extend_from_slice(extra);
+    raw_args(base, &flags)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
