@@ -15,6 +15,14 @@ import sys
 import time
 
 
+
+def commands(runs):
+    """The command of every run, in a code block: what a reader reruns."""
+    lines = ["```"]
+    for (t, name), r in sorted(runs.items()):
+        lines += [f"# {t} {name}", r.get("command", "")]
+    return lines + ["```", ""]
+
 def load(raw, targets=("gateway", "nchan", "floor", "source")):
     runs = {}
     for path in glob.glob(os.path.join(raw, "*.json")):
@@ -184,11 +192,8 @@ def main():
             f"{per_event(lg.get('server'))} / {per_event(lg.get('loadgen'))} |")
     lines += ["", f"![latency percentiles against stream count]({os.path.basename(out_svg)})", "",
               "## Commands", "", "The load generator is `target/release/sse-loadgen`; `$BENCH_KEY` is the",
-              "publish key the script sets for the gateway. Each run starts a fresh server.", "", "```"]
-    for (t, name), r in sorted(runs.items()):
-        lines.append(f"# {t} {name}")
-        lines.append(r.get("command", ""))
-    lines += ["```", ""]
+              "publish key the script sets for the gateway. Each run starts a fresh server.", ""]
+    lines += commands(runs)
     with open(out_md, "w") as f:
         f.write("\n".join(lines))
     write_svg(runs, out_svg)
@@ -263,11 +268,7 @@ def perf_main(raw, out_md):
         "|---|---|---|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines += ["", "## Commands", "", "```"]
-    for (t, name), r in sorted(runs.items()):
-        lines.append(f"# {t} {name}")
-        lines.append(r.get("command", ""))
-    lines += ["```", ""]
+    lines += ["", "## Commands", ""] + commands(runs)
     with open(out_md, "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines[:11 + len(rows)]))
