@@ -7,6 +7,13 @@ use clap::{Parser, ValueEnum};
 use sse_gateway::config::{self, Config};
 use sse_gateway::server::{self, Launch};
 
+/// jemalloc rather than glibc's malloc: pingora's proxy allocates and frees per request on
+/// both worker threads, and glibc's arena locks made the gateway pass 0.84x the requests per
+/// second (1.23x the CPU per request) of the same build on jemalloc, with idle streams no
+/// larger (3.51 KiB each at 10,000; see the performance chapter of the book).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(version, about = "A Server-Sent Events gateway and reverse proxy")]
 struct Cli {
