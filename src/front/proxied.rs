@@ -2,6 +2,7 @@
 //! both ways, the pool's passive health, the JSON error when the upstream fails, and their
 //! metrics.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -202,22 +203,25 @@ const HOP_BY_HOP: [&str; 8] = [
 
 fn remove_hop_by_hop(response: &mut ResponseHeader) {
     for name in hop_by_hop(&response.headers) {
-        response.remove_header(&name);
+        response.remove_header(name.as_ref());
     }
 }
 
 /// The hop-by-hop headers of a message: the standard ones and those its `Connection` names.
-pub(super) fn hop_by_hop(headers: &http::HeaderMap) -> Vec<String> {
+/// Only the names a `Connection` header nominates are allocated: this runs for every proxied
+/// response.
+pub(super) fn hop_by_hop(headers: &http::HeaderMap) -> Vec<Cow<'static, str>> {
     let nominated = headers
         .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty());
+        .filter(|name| !name.is_empty())
+        .map(Cow::Owned);
     HOP_BY_HOP
         .iter()
-        .map(|name| (*name).to_owned())
+        .map(|name| Cow::Borrowed(*name))
         .chain(nominated)
         .collect()
 }

@@ -204,7 +204,7 @@ fn upstream_request(session: &Session, state: &ProxyState) -> Result<BytesMut> {
     let mut request: RequestHeader = downstream.req_header().clone();
     request.set_version(http::Version::HTTP_11);
     for name in proxied::hop_by_hop(&request.headers) {
-        request.remove_header(&name);
+        request.remove_header(name.as_ref());
     }
     request.remove_header(&http::header::TRANSFER_ENCODING);
     request.remove_header("http2-settings");
