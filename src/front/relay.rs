@@ -312,13 +312,10 @@ async fn relay(
 ) -> Option<Box<Error>> {
     let mut closed = false;
     loop {
-        if closed {
-            if !body.ends_at_close() {
-                // The client's connection closes without the last chunk, so it sees the cut.
-                let cut = Error::explain(ErrorType::ConnectionClosed, "upstream body cut short");
-                return Some(cut.into_up());
-            }
-            body = Body::Done;
+        if closed && body.closed().is_err() {
+            // The client's connection closes without the last chunk, so it sees the cut.
+            let cut = Error::explain(ErrorType::ConnectionClosed, "upstream body cut short");
+            return Some(cut.into_up());
         }
         let Ok(data) = body.decode(bytes) else {
             let broken = Error::explain(ErrorType::InvalidHTTPHeader, "upstream body framing");

@@ -1,5 +1,5 @@
 //! The SSE wire format ([WHATWG HTML, server-sent events][spec]): encoding here, parsing in
-//! [`parse`].
+//! [`parse`], and the HTTP/1.1 body framing a stream arrives in, decoding in [`body`].
 //!
 //! Encoding is on the fan-out hot path: each event is encoded once into a [`Bytes`] frame that
 //! every subscriber's queue shares by refcount, so the encoders size their buffer exactly and
@@ -11,6 +11,7 @@
 //!
 //! [spec]: https://html.spec.whatwg.org/multipage/server-sent-events.html
 
+pub mod body;
 pub mod parse;
 
 use bytes::{BufMut, Bytes, BytesMut};
