@@ -2,46 +2,49 @@
 //! doc for who takes it when).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 
 use super::clients::{ClientHandle, CloseReason};
 use super::event::Event;
+use super::queue::Offered;
 use crate::config::HistoryLimits;
 
 /// A channel behind its own lock, shared by the hub's map and whoever is fanning out to it.
 pub(super) type Shard = Arc<Mutex<Channel>>;
 
-/// A subscriber as a channel sees it.
-pub(super) struct Subscriber {
-    pub queue: mpsc::Sender<Arc<Event>>,
-    pub client: Arc<ClientHandle>,
-}
+/// Channel ids are never reused, so a writer never mistakes a channel made anew for the one
+/// it replaced.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 pub(super) struct Channel {
+    /// How the writers know this channel.
+    pub id: u64,
     /// Retained events, oldest first.
     pub history: VecDeque<Arc<Event>>,
     pub limits: HistoryLimits,
     /// Highest seq that has left this channel's history: a resume from below it has lost events.
     pub evicted_upto: u64,
-    /// Streams subscribed to this channel alone: served under this channel's lock only, so
-    /// fan-outs of different channels run in parallel.
-    pub single: HashMap<u64, Subscriber>,
-    /// Streams subscribed to several channels: served under the hub lock too, so each sees the
-    /// events of all its channels in sequence order.
-    pub multi: HashMap<u64, Subscriber>,
+    /// How many streams subscribed to this channel alone each writer serves: an event goes to
+    /// the writers with any. Those streams are served by the writers alone, so fan-outs of
+    /// different channels run in parallel.
+    pub on_writer: Box<[u32]>,
+    /// Streams subscribed to several channels: served by the publisher under the hub lock, so
+    /// each sees the events of all its channels in sequence order.
+    pub multi: HashMap<u64, Arc<ClientHandle>>,
 }
 
 impl Channel {
-    pub fn shard(limits: HistoryLimits, evicted_upto: u64) -> Shard {
+    pub fn shard(limits: HistoryLimits, evicted_upto: u64, writers: usize) -> Shard {
         Arc::new(Mutex::new(Channel {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             history: VecDeque::new(),
             limits,
             evicted_upto,
-            single: HashMap::new(),
+            on_writer: vec![0; writers].into(),
             multi: HashMap::new(),
         }))
     }
@@ -65,17 +68,8 @@ impl Channel {
         self.history.range(start..)
     }
 
-    /// The subscriber map a client belongs in.
-    pub fn subscribers_of(&mut self, client: &ClientHandle) -> &mut HashMap<u64, Subscriber> {
-        if client.channels.len() > 1 {
-            &mut self.multi
-        } else {
-            &mut self.single
-        }
-    }
-
     pub fn has_subscribers(&self) -> bool {
-        !(self.single.is_empty() && self.multi.is_empty())
+        !self.multi.is_empty() || self.on_writer.iter().any(|&n| n > 0)
     }
 
     pub fn is_idle(&self) -> bool {
@@ -83,19 +77,20 @@ impl Channel {
     }
 }
 
-/// Offers an event to one subscriber without waiting. Returns whether to keep the subscriber:
-/// a full queue means the client cannot keep up, so it is told to close (it will resume from
-/// history) rather than slowing the hub or buffering without bound.
-pub(super) fn offer(sub: &Subscriber, event: &Arc<Event>) -> bool {
-    if !sub.client.wants(&event.event_type) {
+/// Offers an event to a stream of several channels (queued for its task, never written here:
+/// the caller holds the hub lock). Returns whether to keep the subscriber: a full queue means
+/// the client cannot keep up, so it is told to close (it will resume from history) rather than
+/// slowing the hub or buffering without bound.
+pub(super) fn offer(client: &ClientHandle, event: &Arc<Event>) -> bool {
+    if !client.wants(&event.event_type) {
         return true;
     }
-    match sub.queue.try_send(event.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            sub.client.close(CloseReason::SlowConsumer);
+    match client.queue.offer(event, None) {
+        Offered::Written | Offered::Queued => true,
+        Offered::Full => {
+            client.close(CloseReason::SlowConsumer);
             false
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        Offered::Gone => false,
     }
 }

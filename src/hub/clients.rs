@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use super::queue::StreamQueue;
 use crate::auth::Principal;
 
 /// Why the gateway ended a stream (as opposed to the client leaving).
@@ -34,9 +35,10 @@ pub struct ClientHandle {
     pub peer: Option<IpAddr>,
     pub principal: Option<Arc<Principal>>,
     pub connected_at: SystemTime,
-    pub events_sent: AtomicU64,
     close_reason: AtomicU8,
     close: Notify,
+    /// Its events on their way to the client (written directly by the fan-out when it can).
+    pub queue: StreamQueue,
 }
 
 impl ClientHandle {
@@ -62,12 +64,20 @@ impl ClientHandle {
     /// Resolves once [`ClientHandle::close`] was called, with its reason.
     pub async fn closed(&self) -> CloseReason {
         loop {
-            match self.close_reason.load(Ordering::Acquire) {
-                1 => return CloseReason::SlowConsumer,
-                2 => return CloseReason::Kicked,
-                3 => return CloseReason::Revoked,
-                _ => self.close.notified().await,
+            match self.close_reason() {
+                Some(reason) => return reason,
+                None => self.close.notified().await,
             }
+        }
+    }
+
+    /// Why the stream was asked to end, if it was.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        match self.close_reason.load(Ordering::Acquire) {
+            1 => Some(CloseReason::SlowConsumer),
+            2 => Some(CloseReason::Kicked),
+            3 => Some(CloseReason::Revoked),
+            _ => None,
         }
     }
 
@@ -86,7 +96,7 @@ impl ClientHandle {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            events_sent: self.events_sent.load(Ordering::Relaxed),
+            events_sent: self.queue.sent(),
         }
     }
 }
@@ -120,6 +130,7 @@ impl ClientRegistry {
         types: Option<Box<[Box<str>]>>,
         peer: Option<IpAddr>,
         principal: Option<Arc<Principal>>,
+        queue: usize,
     ) -> Arc<ClientHandle> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let handle = Arc::new(ClientHandle {
@@ -129,9 +140,9 @@ impl ClientRegistry {
             peer,
             principal,
             connected_at: SystemTime::now(),
-            events_sent: AtomicU64::new(0),
             close_reason: AtomicU8::new(0),
             close: Notify::new(),
+            queue: StreamQueue::new(queue),
         });
         self.clients.lock().insert(id, handle.clone());
         handle
@@ -203,8 +214,8 @@ mod tests {
     async fn until_empty_waits_for_the_last_stream() {
         let registry = Arc::new(ClientRegistry::default());
         registry.until_empty().await; // none open: at once
-        let a = registry.register(Box::new([]), None, None, None);
-        let b = registry.register(Box::new([]), None, None, None);
+        let a = registry.register(Box::new([]), None, None, None, 1);
+        let b = registry.register(Box::new([]), None, None, None, 1);
         let waiter = {
             let registry = registry.clone();
             tokio::spawn(async move { registry.until_empty().await })
@@ -223,7 +234,7 @@ mod tests {
     fn pages_follow_the_cursor() {
         let registry = ClientRegistry::default();
         let ids: Vec<u64> = (0..5)
-            .map(|_| registry.register(Box::new([]), None, None, None).id)
+            .map(|_| registry.register(Box::new([]), None, None, None, 1).id)
             .collect();
         let (first, next) = registry.page(0, 2);
         assert_eq!(first.len(), 2);

@@ -6,16 +6,18 @@
 //! subscribers). The protocol:
 //!
 //! * taking an event in, the hub lock is held while its seq is assigned, its channels are
-//!   locked, it is appended to their history, and it is sent to the streams subscribed to
+//!   locked, it is appended to their history, and it is queued for the streams subscribed to
 //!   several channels (so those see ids strictly increasing across their channels); the hub lock
-//!   is then released and the event is sent to the streams of one channel under that channel's
-//!   lock alone. The next event of the same channel waits for that lock, so each channel's
-//!   streams get its events in order; other channels' events do not wait;
+//!   is then released and the event is handed, under each channel's lock alone, to the writer
+//!   threads that serve that channel's other streams ([`writers`]). The next event of the same
+//!   channel waits for that lock, so each channel's streams get its events in order; other
+//!   channels' events do not wait;
 //! * [`Hub::subscribe`] takes the hub lock, then its channels' locks, copies the replay out of
-//!   history and registers the stream's queue: an event of its channels is either already in
-//!   history and sent (its fan-out held the channel lock) or not yet given a seq (that needs the
-//!   hub lock), so there is neither a gap nor a duplicate at the seam between replay and live
-//!   events, however fast events keep coming;
+//!   history and registers the stream (with its writer, through the same inbox as the events):
+//!   an event of its channels is either already in history and handed on before the stream
+//!   (its fan-out held the channel lock) or not yet given a seq (that needs the hub lock), so
+//!   there is neither a gap nor a duplicate at the seam between replay and live events, however
+//!   fast events keep coming;
 //! * whoever takes several channel locks holds the hub lock while taking them, and nobody takes
 //!   the hub lock while holding a channel lock: no deadlock.
 //!
@@ -25,6 +27,8 @@
 mod channel;
 mod clients;
 mod event;
+mod queue;
+mod writers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -32,11 +36,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use channel::{offer, Channel, Shard, Subscriber};
+use channel::{offer, Channel, Shard};
 pub use clients::{ClientHandle, ClientInfo, ClientRegistry, CloseReason};
 pub use event::{Event, EventId, Origin};
+pub use queue::{DirectWrite, Offered, StreamQueue};
+use writers::Writers;
 
 use crate::auth::Principal;
 use crate::config::HistoryLimits;
@@ -78,7 +84,7 @@ pub struct SubscribeRequest {
     pub queue: usize,
 }
 
-/// A registered stream: what to replay first, then the queue of live events.
+/// A registered stream: what to replay first; its live events arrive in `client.queue`.
 pub struct Subscription {
     pub client: Arc<ClientHandle>,
     /// History after the resume point, in order, already filtered by type.
@@ -88,7 +94,6 @@ pub struct Subscription {
     /// The last event of the sequence when the stream registered: every live event comes after
     /// it, so it is the resume point to give a client that gets `reset`.
     pub position: EventId,
-    pub live: mpsc::Receiver<Arc<Event>>,
     /// Removes the stream from the hub when dropped.
     pub guard: SubscriptionGuard,
 }
@@ -122,6 +127,8 @@ struct State {
     /// Highest `evicted_upto` of the channels that were dropped from the map once idle: a channel
     /// without an entry may have had events up to here, so resuming below it is a `reset`.
     pruned_floor: u64,
+    /// How many writer threads there are (see [`writers`]).
+    writers: usize,
 }
 
 impl State {
@@ -131,7 +138,7 @@ impl State {
         if let Some(shard) = self.channels.get(name) {
             return shard.clone();
         }
-        let shard = Channel::shard((self.rules)(name), self.pruned_floor);
+        let shard = Channel::shard((self.rules)(name), self.pruned_floor, self.writers);
         self.channels.insert(name.into(), shard.clone());
         shard
     }
@@ -160,6 +167,7 @@ const SKIPS_KEPT: usize = 64;
 pub struct Hub {
     state: Mutex<State>,
     clients: ClientRegistry,
+    writers: Writers,
     /// Bumped whenever a stream subscribes or leaves: on-demand sources wait on it to learn
     /// when their channels gain or lose their audience.
     subscriptions: watch::Sender<u64>,
@@ -169,11 +177,15 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub whose ids carry `epoch` (see [`EventId`]).
+    /// A hub whose ids carry `epoch` (see [`EventId`]), with a writer thread per core.
     pub fn new(
         epoch: u64,
         rules: impl Fn(&str) -> HistoryLimits + Send + Sync + 'static,
     ) -> Arc<Hub> {
+        let writers = Writers::start(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+            writers::INBOX_EVENTS,
+        );
         Arc::new(Hub {
             state: Mutex::new(State {
                 epoch,
@@ -182,7 +194,9 @@ impl Hub {
                 last_seq: 0,
                 skipped: VecDeque::new(),
                 pruned_floor: 0,
+                writers: writers.count(),
             }),
+            writers,
             clients: ClientRegistry::default(),
             subscriptions: watch::Sender::new(0),
             taken: watch::Sender::new(0),
@@ -338,31 +352,41 @@ impl Hub {
         // A subscriber of several of the event's channels gets it once.
         let mut delivered: Option<HashSet<u64>> = (channels.len() > 1).then(HashSet::new);
         for channel in channels.iter_mut() {
-            channel.multi.retain(|client_id, sub| {
+            channel.multi.retain(|client_id, client| {
                 if let Some(seen) = delivered.as_mut() {
                     if !seen.insert(*client_id) {
                         return true;
                     }
                 }
-                offer(sub, &event)
+                offer(client, &event)
             });
         }
         drop(state);
-        for channel in channels.iter_mut() {
-            channel.single.retain(|_, sub| offer(sub, &event));
+        for channel in channels.iter() {
+            for (writer, &streams) in channel.on_writer.iter().enumerate() {
+                if streams > 0 {
+                    self.writers.event(writer, channel.id, &event);
+                }
+            }
         }
         drop(channels);
         event
     }
 
+    /// Waits until every event taken in so far has reached the queues of its streams: for tests
+    /// and benchmarks that read them (see [`Writers::settle`]).
+    pub fn settle(&self) {
+        self.writers.settle();
+    }
+
     /// Registers a stream; see [`Subscription`].
     pub fn subscribe(self: &Arc<Self>, req: SubscribeRequest) -> Subscription {
-        let (tx, rx) = mpsc::channel(req.queue.max(1));
         let client = self.clients.register(
             req.channels.into_boxed_slice(),
             req.types,
             req.peer,
             req.principal,
+            req.queue,
         );
         let mut state = self.state.lock();
         let now = Instant::now();
@@ -370,13 +394,7 @@ impl Hub {
         let mut channels: Vec<_> = shards.iter().map(|shard| shard.lock()).collect();
         for channel in channels.iter_mut() {
             channel.evict(now);
-            channel.subscribers_of(&client).insert(
-                client.id,
-                Subscriber {
-                    queue: tx.clone(),
-                    client: client.clone(),
-                },
-            );
+            self.add_subscriber(channel, &client);
         }
         let (replay, reset) = match req.last_event_id.as_deref() {
             None => (Vec::new(), None),
@@ -416,7 +434,6 @@ impl Hub {
             replay,
             reset,
             position,
-            live: rx,
             guard: SubscriptionGuard {
                 hub: self.clone(),
                 client,
@@ -435,10 +452,32 @@ impl Hub {
                 .collect()
         };
         for shard in shards {
-            shard.lock().subscribers_of(client).remove(&client.id);
+            self.remove_subscriber(&mut shard.lock(), client);
         }
         self.clients.unregister(client.id);
         self.subscriptions.send_modify(|n| *n += 1);
+    }
+
+    /// Adds a stream to a channel it subscribes to: to the channel's map when it subscribes to
+    /// several, else to its writer.
+    fn add_subscriber(&self, channel: &mut Channel, client: &Arc<ClientHandle>) {
+        if client.channels.len() > 1 {
+            channel.multi.insert(client.id, client.clone());
+        } else {
+            channel.on_writer[self.writers.of(client.id)] += 1;
+            self.writers.subscribe(channel.id, client);
+        }
+    }
+
+    /// Undoes [`Hub::add_subscriber`].
+    fn remove_subscriber(&self, channel: &mut Channel, client: &ClientHandle) {
+        if client.channels.len() > 1 {
+            channel.multi.remove(&client.id);
+        } else {
+            let streams = &mut channel.on_writer[self.writers.of(client.id)];
+            *streams = streams.saturating_sub(1);
+            self.writers.unsubscribe(channel.id, client);
+        }
     }
 
     /// Whether any stream subscribes to a channel `matches` accepts.

@@ -153,7 +153,14 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
     let session = match session {
         ServerSession::H1(h1) => {
             match Connection::new(h1.into_inner(), write_timeout).await {
-                Ok(out) => spawn_stream(out, encoding, sub, permit, settings, drain),
+                Ok(mut out) => {
+                    if let (Connection::Plain(socket), None) = (&mut out, encoding) {
+                        // Uncompressed bytes are the event frames themselves: the hub's
+                        // writers may send them to this socket directly.
+                        socket.hand_to(&sub.client);
+                    }
+                    spawn_stream(out, encoding, sub, permit, settings, drain)
+                }
                 // The client left before its stream could start.
                 Err(_) => {
                     drop(permit);

@@ -5,7 +5,6 @@
 //! overflowed), and the client leaving. Events arrive already encoded; whatever is queued is
 //! written as one chunk, so a burst costs one write.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use tokio::time::{sleep_until, Instant};
 use super::StreamSettings;
 use crate::config::HeartbeatKind;
 use crate::drain::Drain;
-use crate::hub::{CloseReason, Event, EventId, Subscription};
+use crate::hub::{CloseReason, Event, EventId, StreamQueue, Subscription};
 use crate::metrics;
 use crate::sse;
 
@@ -123,7 +122,6 @@ pub async fn pump<D: Downstream>(
         replay,
         reset,
         position,
-        mut live,
         guard: _unregister_on_drop,
     } = sub;
 
@@ -149,7 +147,7 @@ pub async fn pump<D: Downstream>(
     if let Err(e) = out.write(opening.freeze(), false).await {
         return e.into();
     }
-    count_sent(&client.events_sent, &replay);
+    count_sent(&client.queue, &replay);
     drop(replay);
 
     // The futures a stream waits on for its whole life are made once and pinned here, not remade
@@ -179,29 +177,29 @@ pub async fn pump<D: Downstream>(
     let mut last_write = opened;
     let mut batch: Vec<Arc<Event>> = Vec::with_capacity(8);
 
+    let queue = &client.queue;
     let end = loop {
         let chunk = tokio::select! {
             biased;
             reason = &mut closed => break reason.into(),
-            received = live.recv_many(&mut batch, MAX_BATCH) => {
-                if received == 0 {
-                    // The hub dropped our queue, which it only does when closing us.
-                    break (&mut closed).await.into();
-                }
-                if let Some(last) = batch.last() {
-                    last_id = last.id;
-                }
+            // An empty batch asks for a write of nothing: it finishes what the fan-out's direct
+            // write left unsent, or finds the connection broken.
+            () = std::future::poll_fn(|cx| queue.poll_recv(cx, &mut batch, MAX_BATCH)) => {
                 frames_of(&batch)
             }
             _ = &mut heartbeat_timer => {
-                // The timer is not moved on every write; when it fires after a recent write, it
-                // is moved to one interval after that write instead of sending a heartbeat.
-                let due = last_write + settings.heartbeat_interval;
+                // The timer is not moved on every write; when it fires after a recent write (the
+                // task's or the fan-out's), it is moved to one interval after that write instead
+                // of sending a heartbeat.
+                let latest = queue
+                    .last_direct_write()
+                    .map_or(last_write, |at| last_write.max(Instant::from_std(at)));
+                let due = latest + settings.heartbeat_interval;
                 if Instant::now() < due {
                     heartbeat_timer.as_mut().reset(due);
                     continue;
                 }
-                heartbeat(settings.heartbeat, last_id)
+                heartbeat(settings.heartbeat, queue.last_id().unwrap_or(last_id))
             }
             _ = &mut close_timer => break closing,
             _ = &mut drain_started, if !draining => {
@@ -233,7 +231,7 @@ pub async fn pump<D: Downstream>(
                 .as_mut()
                 .reset(last_write + settings.heartbeat_interval);
         }
-        count_sent(&client.events_sent, &batch);
+        count_sent(queue, &batch);
         // One clock read for the whole batch: at millions of deliveries a second, a clock read
         // per event was a visible share of the profile.
         let written_at = last_write.into_std();
@@ -243,6 +241,10 @@ pub async fn pump<D: Downstream>(
         }
     };
 
+    // Nothing more is queued or written by the fan-out from here; what was queued is flushed
+    // below or, for a stream closed by force, dropped.
+    let rest = queue.end();
+    let last_id = queue.last_id().unwrap_or(last_id);
     if matches!(end, End::Kicked | End::Revoked) {
         // The response still ends properly (the last chunk on HTTP/1.1), so that every client
         // sees a complete body rather than a broken one. A revoked stream is told why (nothing
@@ -261,9 +263,8 @@ pub async fn pump<D: Downstream>(
     } else if matches!(end, End::Lifetime | End::Shutdown | End::TokenExpired) {
         // Flush what is already queued, then the last word.
         let mut last = BytesMut::new();
-        while let Ok(event) = live.try_recv() {
+        for event in &rest {
             last.extend_from_slice(&event.frame);
-            last_id = event.id;
         }
         if end == End::TokenExpired {
             // Tells the app to get a new credential rather than let EventSource reconnect with
@@ -286,8 +287,8 @@ pub async fn pump<D: Downstream>(
     end
 }
 
-fn count_sent(counter: &std::sync::atomic::AtomicU64, events: &[Arc<Event>]) {
-    counter.fetch_add(events.len() as u64, Ordering::Relaxed);
+fn count_sent(queue: &StreamQueue, events: &[Arc<Event>]) {
+    queue.count_sent(events.len());
     metrics::EVENTS_DELIVERED.inc_by(events.len() as u64);
 }
 

@@ -4,11 +4,14 @@
 //! A plain TCP connection is taken out of pingora's stream wrapper ([`plain`]) and written
 //! with non-blocking sends ([`PlainSocket`]): a write that the kernel takes at once,
 //! which is nearly every write to a client that keeps up, costs one system call and no timer,
-//! flush or buffer. The write timeout is armed only when the socket is full. Any other
-//! connection (TLS) keeps pingora's stream and is written through it ([`ChunkedSocket`]).
+//! flush or buffer. The write timeout is armed only when the socket is full. A plain socket's
+//! sending half ([`Sender`]) can be handed to the stream's queue, so that the hub's writer
+//! threads write events to it directly (see `hub::queue`). Any other connection (TLS) keeps
+//! pingora's stream and is written through it ([`ChunkedSocket`]).
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -21,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::pump::{Downstream, WriteError};
+use crate::hub::{ClientHandle, DirectWrite};
 
 /// The connection of an HTTP/1.1 stream whose header is written: a [`PlainSocket`] when it is
 /// plain TCP, else a [`ChunkedSocket`] over pingora's stream.
@@ -34,10 +38,7 @@ impl Connection {
         // pingora may hold the end of the response header in its write buffer.
         stream.flush().await?;
         Ok(match plain(stream) {
-            Ok(socket) => Connection::Plain(PlainSocket {
-                socket,
-                write_timeout,
-            }),
+            Ok(socket) => Connection::Plain(PlainSocket::new(socket, write_timeout)),
             Err(stream) => Connection::Wrapped(ChunkedSocket {
                 stream,
                 write_timeout,
@@ -82,48 +83,198 @@ pub(crate) fn plain(stream: Stream) -> Result<TcpStream, Stream> {
 
 /// A plain TCP connection written with non-blocking sends (see [`send`]).
 pub struct PlainSocket {
-    socket: TcpStream,
+    socket: Arc<TcpStream>,
+    sender: SenderAt,
     write_timeout: Duration,
 }
 
+/// Where a plain socket's sending half is: with the socket, or handed to a stream's queue.
+enum SenderAt {
+    Here(Sender),
+    Queue(Arc<ClientHandle>),
+}
+
+impl PlainSocket {
+    fn new(socket: TcpStream, write_timeout: Duration) -> PlainSocket {
+        let socket = Arc::new(socket);
+        PlainSocket {
+            sender: SenderAt::Here(Sender {
+                fd: socket.as_raw_fd(),
+                socket: socket.clone(),
+                unsent: Bytes::new(),
+            }),
+            socket,
+            write_timeout,
+        }
+    }
+
+    /// Hands the sending half to `client`'s queue: from now on the hub's writer threads may
+    /// write its events to this socket directly, and this socket's own writes go through the
+    /// queue's lock so that theirs and its own never interleave.
+    pub fn hand_to(&mut self, client: &Arc<ClientHandle>) {
+        let at = std::mem::replace(&mut self.sender, SenderAt::Queue(client.clone()));
+        if let SenderAt::Here(sender) = at {
+            client.queue.go_direct(Box::new(sender));
+        }
+    }
+
+    fn with_sender<R>(
+        &mut self,
+        f: impl FnOnce(&mut dyn DirectWrite) -> io::Result<R>,
+    ) -> io::Result<R> {
+        match &mut self.sender {
+            SenderAt::Here(sender) => f(sender),
+            SenderAt::Queue(client) => client.queue.with_direct(f),
+        }
+    }
+}
+
+impl Drop for PlainSocket {
+    fn drop(&mut self) {
+        if let SenderAt::Queue(client) = &self.sender {
+            drop(client.queue.take_direct());
+        }
+    }
+}
+
 impl Downstream for PlainSocket {
+    /// Finishes what an earlier write left unsent, then writes `chunk` (an empty, non-final one
+    /// writes nothing but that).
     async fn write(&mut self, chunk: Bytes, end: bool) -> Result<(), WriteError> {
-        let mut head = [0u8; 18];
-        let Some((head, tail)) = chunk_frame(chunk.len(), end, &mut head) else {
-            return Ok(());
-        };
-        let mut parts = [IoSlice::new(head), IoSlice::new(&chunk), IoSlice::new(tail)];
-        let mut left: &mut [IoSlice] = &mut parts;
+        let mut chunk = Some(chunk);
         // Armed on the first write that would block: a client that keeps up never costs a timer.
         let mut deadline = None;
         loop {
-            match self
-                .socket
-                .try_io(Interest::WRITABLE, || send(&self.socket, left))
-            {
-                Ok(0) => return Err(WriteError::Closed),
-                Ok(n) => {
-                    IoSlice::advance_slices(&mut left, n);
-                    if left.is_empty() {
-                        return Ok(());
-                    }
+            let done = self.with_sender(|sender| {
+                if !sender.flush()? {
+                    return Ok(false);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let at = *deadline.get_or_insert_with(|| Instant::now() + self.write_timeout);
-                    match timeout_at(at, self.socket.writable()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Err(WriteError::Closed),
-                        Err(_) => return Err(WriteError::TimedOut),
-                    }
+                if let Some(chunk) = chunk.take() {
+                    sender.send_chunk(&chunk, end)?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(!sender.has_unsent())
+            });
+            match done {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
                 Err(_) => return Err(WriteError::Closed),
+            }
+            let at = *deadline.get_or_insert_with(|| Instant::now() + self.write_timeout);
+            match timeout_at(at, self.socket.writable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(WriteError::Closed),
+                Err(_) => return Err(WriteError::TimedOut),
             }
         }
     }
 
     async fn gone(&mut self) {
-        client_left(&mut self.socket).await
+        let mut probe = [0u8; 64];
+        loop {
+            if self.socket.readable().await.is_err() {
+                return;
+            }
+            match self.socket.try_read(&mut probe) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// A plain socket's sending half: non-blocking sends of whole chunks, and what the socket did
+/// not take of the last one.
+struct Sender {
+    socket: Arc<TcpStream>,
+    /// The socket's descriptor, kept here so that the fan-out's send reads no other memory.
+    fd: RawFd,
+    unsent: Bytes,
+}
+
+/// How a send treats the runtime's record of the socket's readiness.
+#[derive(Clone, Copy)]
+enum Readiness {
+    /// Consulted and, when the socket is full, cleared: for the stream's task, which then
+    /// waits for the socket to become writable.
+    Tracked,
+    /// Left alone: for the fan-out, which never waits. It saves touching the record (a cache
+    /// line of its own per stream); a send that finds the socket full leaves the rest to the
+    /// task, whose first send then clears the record.
+    Untracked,
+}
+
+impl Sender {
+    /// Sends as much of `parts` as the socket takes now; how much that was.
+    fn try_send(&self, parts: &[IoSlice], readiness: Readiness) -> io::Result<usize> {
+        loop {
+            let sent = match readiness {
+                Readiness::Tracked => self
+                    .socket
+                    .try_io(Interest::WRITABLE, || send(&self.socket, parts)),
+                Readiness::Untracked => {
+                    // SAFETY: `self.socket` owns the descriptor and lives as long as `self`.
+                    send(&unsafe { BorrowedFd::borrow_raw(self.fd) }, parts)
+                }
+            };
+            match sent {
+                Ok(0) if parts.iter().any(|p| !p.is_empty()) => {
+                    return Err(io::ErrorKind::WriteZero.into())
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends `data` as one chunk; keeps what the socket did not take.
+    fn chunk(&mut self, data: &[u8], end: bool, readiness: Readiness) -> io::Result<()> {
+        let mut head = [0u8; 18];
+        let Some((head, tail)) = chunk_frame(data.len(), end, &mut head) else {
+            return Ok(());
+        };
+        let parts = [IoSlice::new(head), IoSlice::new(data), IoSlice::new(tail)];
+        let sent = self.try_send(&parts, readiness)?;
+        let total = head.len() + data.len() + tail.len();
+        if sent < total {
+            // Rare (the socket is full): the rest is copied, to go first next time.
+            let mut rest = Vec::with_capacity(total - sent);
+            let mut skip = sent;
+            for part in [head, data, tail] {
+                let from = skip.min(part.len());
+                rest.extend_from_slice(&part[from..]);
+                skip -= from;
+            }
+            self.unsent = Bytes::from(rest);
+        }
+        Ok(())
+    }
+}
+
+impl DirectWrite for Sender {
+    fn flush(&mut self) -> io::Result<bool> {
+        if self.unsent.is_empty() {
+            return Ok(true);
+        }
+        let n = self.try_send(&[IoSlice::new(&self.unsent)], Readiness::Tracked)?;
+        self.unsent.advance(n);
+        Ok(self.unsent.is_empty())
+    }
+
+    fn send_chunk(&mut self, data: &[u8], end: bool) -> io::Result<()> {
+        self.chunk(data, end, Readiness::Tracked)
+    }
+
+    fn offer_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.chunk(data, false, Readiness::Untracked)
+    }
+
+    fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
     }
 }
 
@@ -135,7 +286,7 @@ const SMALL_WRITE: usize = 512;
 /// the same bytes goes through the file layer and an iovec import on top, which put the
 /// gateway's kernel time per delivery 1.1-1.2x the floor's (whose one `send` this now is; see
 /// the performance chapter of the book). A larger one is sent as it is, with `sendmsg`.
-fn send(socket: &TcpStream, parts: &[IoSlice]) -> io::Result<usize> {
+fn send(socket: &impl AsFd, parts: &[IoSlice]) -> io::Result<usize> {
     let socket = SockRef::from(socket);
     let len: usize = parts.iter().map(|p| p.len()).sum();
     if len > SMALL_WRITE {
@@ -273,6 +424,140 @@ mod tests {
         );
     }
 
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    /// A stream of channel "c" on a plain socket handed to its queue, run by its task.
+    fn direct_stream(
+        hub: &std::sync::Arc<crate::hub::Hub>,
+        socket: TcpStream,
+        queue: usize,
+    ) -> (
+        std::sync::Arc<ClientHandle>,
+        tokio::task::JoinHandle<super::super::End>,
+    ) {
+        let sub = hub.subscribe(crate::hub::SubscribeRequest {
+            channels: vec!["c".into()],
+            types: None,
+            last_event_id: None,
+            peer: None,
+            principal: None,
+            queue,
+        });
+        let client = sub.client.clone();
+        let mut out = PlainSocket::new(socket, Duration::from_secs(30));
+        out.hand_to(&client);
+        let settings = super::super::StreamSettings {
+            retry: Duration::from_secs(3),
+            heartbeat_interval: Duration::from_secs(15),
+            heartbeat: crate::config::HeartbeatKind::Comment,
+            lifetime: None,
+            write_timeout: Duration::from_secs(30),
+            padding: 0,
+            queue,
+            grace_period: Duration::from_secs(10),
+            expires_in: None,
+            compression: false,
+        };
+        let task = tokio::spawn(async move {
+            let drain = crate::drain::Drain::default();
+            super::super::pump(&mut out, sub, &settings, &drain).await
+        });
+        (client, task)
+    }
+
+    fn hub() -> std::sync::Arc<crate::hub::Hub> {
+        crate::hub::Hub::new(1, |_| crate::config::HistoryLimits {
+            max_events: 10,
+            max_age: Duration::from_secs(600),
+        })
+    }
+
+    /// Waits until the stream's opening is written and its task waits for events: from then
+    /// on the writers write to it directly.
+    async fn until_open(client: &ClientHandle) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !format!("{:?}", client.queue).contains("held: false") {
+            assert!(Instant::now() < deadline, "the stream never opened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn publish(hub: &crate::hub::Hub, data: &str) {
+        hub.deliver(|id| crate::hub::Event::new(id, "m", vec!["c".into()].into(), data));
+    }
+
+    /// Events the writer threads send straight to the socket keep their order and arrive once
+    /// each when the socket fills: the part of a chunk it did not take is finished by the
+    /// stream's task once the client reads again, and the events that came meanwhile wait in
+    /// the queue behind it.
+    #[tokio::test]
+    async fn direct_writes_to_a_full_socket_arrive_in_order_once() {
+        const EVENTS: usize = 2_000;
+        let hub = hub();
+        let (mut reader, socket) = socket_pair().await;
+        let (client, _task) = direct_stream(&hub, socket, EVENTS);
+        until_open(&client).await;
+        // 2,000 events of 16 KiB: 32 MiB, far more than the socket buffers hold unread.
+        let padding = "x".repeat(16 << 10);
+        for i in 0..EVENTS {
+            publish(&hub, &format!("{i} {padding}"));
+        }
+        hub.settle();
+        assert!(
+            !format!("{:?}", client.queue).contains("queued: 0,"),
+            "the socket filled and events were queued behind it: {:?}",
+            client.queue
+        );
+        let mut body = sse_wire::body::BodyDecoder::new(sse_wire::body::BodyKind::Chunked);
+        let mut parser = sse_wire::parse::Parser::new(Default::default());
+        let mut items = Vec::new();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.len() < EVENTS {
+            let n = timeout_at(deadline, reader.read(&mut buf))
+                .await
+                .expect("every event within 30 s")
+                .unwrap();
+            assert!(n > 0, "the stream ended early after {} events", got.len());
+            let mut input = &buf[..n];
+            while let Some(data) = body.next_data(&mut input).unwrap() {
+                parser.push(data, &mut items).unwrap();
+            }
+            for item in items.drain(..) {
+                if let sse_wire::parse::ParsedItem::Event(event) = item {
+                    got.push(event.data.split(' ').next().unwrap().to_owned());
+                }
+            }
+        }
+        let expected: Vec<String> = (0..EVENTS).map(|i| i.to_string()).collect();
+        assert!(got == expected, "events out of order or repeated");
+    }
+
+    /// A client that stops reading is closed as a slow consumer also when its events are
+    /// written directly: once the socket is full, they queue, and the queue overflows.
+    #[tokio::test]
+    async fn a_direct_stream_that_stops_reading_is_closed_as_slow() {
+        let hub = hub();
+        let (_reader, socket) = socket_pair().await;
+        let (client, task) = direct_stream(&hub, socket, 8);
+        until_open(&client).await;
+        let padding = "x".repeat(16 << 10);
+        for i in 0..2_000 {
+            publish(&hub, &format!("{i} {padding}"));
+        }
+        let end = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        assert_eq!(end, super::super::End::SlowConsumer);
+    }
+
     /// Both ways of sending (one copied buffer for a small write, `sendmsg` for a large one)
     /// put the same chunked bytes on the wire, in order, also when a large write fills the
     /// socket and goes out in pieces as the reader drains it.
@@ -282,10 +567,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
         let mut reader = client.unwrap();
-        let mut socket = PlainSocket {
-            socket: accepted.unwrap().0,
-            write_timeout: Duration::from_secs(10),
-        };
+        let mut socket = PlainSocket::new(accepted.unwrap().0, Duration::from_secs(10));
         let small = Bytes::from_static(b"data: small\n\n");
         let large = Bytes::from(
             (0..4 << 20)

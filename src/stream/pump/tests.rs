@@ -106,8 +106,10 @@ fn subscribe(hub: &Arc<Hub>, queue: usize) -> crate::hub::Subscription {
     })
 }
 
+/// Publishes on "c" and waits until the event is in the streams' queues.
 fn publish(hub: &Hub, data: &str) {
     hub.deliver(|id| Event::new(id, "message", vec!["c".into()].into_boxed_slice(), data));
+    hub.settle();
 }
 
 /// Starts the stream on its own task.
