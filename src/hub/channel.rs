@@ -85,7 +85,7 @@ pub(super) fn offer(client: &ClientHandle, event: &Arc<Event>) -> bool {
     if !client.wants(&event.event_type) {
         return true;
     }
-    match client.queue.offer(event, None) {
+    match client.queue.offer(std::slice::from_ref(event), None) {
         Offered::Written | Offered::Queued => true,
         Offered::Full => {
             client.close(CloseReason::SlowConsumer);

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::sse;
 
@@ -36,6 +36,18 @@ impl Event {
     /// Builds and encodes an event. `event_type` and channel names are already validated.
     pub fn new(id: EventId, event_type: &str, channels: Box<[Box<str>]>, data: &str) -> Arc<Event> {
         Event::with_origin(id, event_type, channels, data, None)
+    }
+
+    /// The frames of `events` as one buffer, to be written as one chunk (no copy for one event).
+    pub fn frames_of(events: &[Arc<Event>]) -> Bytes {
+        if let [one] = events {
+            return one.frame.clone();
+        }
+        let mut joined = BytesMut::with_capacity(events.iter().map(|e| e.frame.len()).sum());
+        for event in events {
+            joined.extend_from_slice(&event.frame);
+        }
+        joined.freeze()
     }
 
     /// [`Event::new`], for an event read from a source.

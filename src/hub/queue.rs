@@ -119,22 +119,23 @@ impl StreamQueue {
         }
     }
 
-    /// Offers one event. With `write_at` (the fan-out's clock reading), the event is written to
-    /// the socket at once when the stream is direct and holds nothing back; else it is queued.
-    pub fn offer(&self, event: &Arc<Event>, write_at: Option<Instant>) -> Offered {
+    /// Offers events, in order. With `direct` (their frames joined, and the fan-out's clock
+    /// reading), they are written to the socket at once as one chunk when the stream is direct
+    /// and holds nothing back; else they are queued, all or (when they do not fit) none.
+    pub fn offer(&self, events: &[Arc<Event>], direct: Option<(&[u8], Instant)>) -> Offered {
         let mut state = self.state.lock();
         if state.ended || state.broken {
             return Offered::Gone;
         }
-        if let Some(at) = write_at {
-            if let Some(written) = state.write_directly(event, at) {
+        if let Some((frames, at)) = direct {
+            if let Some(written) = state.write_directly(events, frames, at) {
                 return written;
             }
         }
-        if state.events.len() >= state.capacity {
+        if state.events.len() + events.len() > state.capacity {
             return Offered::Full;
         }
-        state.events.push_back(event.clone());
+        state.events.extend(events.iter().cloned());
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
@@ -220,9 +221,14 @@ impl std::fmt::Debug for StreamQueue {
 }
 
 impl State {
-    /// Writes `event` straight to the socket if the stream is direct and holds nothing back;
-    /// `None` when it must be queued instead.
-    fn write_directly(&mut self, event: &Event, at: Instant) -> Option<Offered> {
+    /// Writes `frames` (those of `events`) straight to the socket if the stream is direct and
+    /// holds nothing back; `None` when they must be queued instead.
+    fn write_directly(
+        &mut self,
+        events: &[Arc<Event>],
+        frames: &[u8],
+        at: Instant,
+    ) -> Option<Offered> {
         if self.held || !self.events.is_empty() {
             return None;
         }
@@ -230,12 +236,12 @@ impl State {
         if direct.has_unsent() {
             return None;
         }
-        if direct.offer_chunk(&event.frame).is_err() {
+        if direct.offer_chunk(frames).is_err() {
             self.broken = true;
         } else {
-            self.last_id = Some(event.id);
+            self.last_id = events.last().map(|e| e.id).or(self.last_id);
             self.last_direct_write = Some(at);
-            self.sent += 1;
+            self.sent += events.len() as u64;
             if !direct.has_unsent() {
                 return Some(Offered::Written);
             }

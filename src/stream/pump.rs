@@ -185,7 +185,7 @@ pub async fn pump<D: Downstream>(
             // An empty batch asks for a write of nothing: it finishes what the fan-out's direct
             // write left unsent, or finds the connection broken.
             () = std::future::poll_fn(|cx| queue.poll_recv(cx, &mut batch, MAX_BATCH)) => {
-                frames_of(&batch)
+                Event::frames_of(&batch)
             }
             _ = &mut heartbeat_timer => {
                 // The timer is not moved on every write; when it fires after a recent write (the
@@ -290,18 +290,6 @@ pub async fn pump<D: Downstream>(
 fn count_sent(queue: &StreamQueue, events: &[Arc<Event>]) {
     queue.count_sent(events.len());
     metrics::EVENTS_DELIVERED.inc_by(events.len() as u64);
-}
-
-/// One chunk holding every frame of the batch (no copy for a batch of one).
-fn frames_of(batch: &[Arc<Event>]) -> Bytes {
-    if let [one] = batch {
-        return one.frame.clone();
-    }
-    let mut buf = BytesMut::with_capacity(batch.iter().map(|e| e.frame.len()).sum());
-    for event in batch {
-        buf.extend_from_slice(&event.frame);
-    }
-    buf.freeze()
 }
 
 fn heartbeat(kind: HeartbeatKind, last_id: EventId) -> Bytes {
