@@ -182,10 +182,18 @@ impl Hub {
         epoch: u64,
         rules: impl Fn(&str) -> HistoryLimits + Send + Sync + 'static,
     ) -> Arc<Hub> {
-        let writers = Writers::start(
-            std::thread::available_parallelism().map_or(2, |n| n.get()),
-            writers::INBOX_EVENTS,
-        );
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Hub::with_writers(epoch, rules, cores)
+    }
+
+    /// [`Hub::new`] with `writers` writer threads (at least one): how the fan-out's scaling
+    /// with cores is measured (`benches/fanout.rs`).
+    pub fn with_writers(
+        epoch: u64,
+        rules: impl Fn(&str) -> HistoryLimits + Send + Sync + 'static,
+        writers: usize,
+    ) -> Arc<Hub> {
+        let writers = Writers::start(writers, writers::INBOX_EVENTS);
         Arc::new(Hub {
             state: Mutex::new(State {
                 epoch,
