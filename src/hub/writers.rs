@@ -5,14 +5,15 @@
 //! A channel hands each event, under its lock, to the writers that have streams on it; a
 //! stream's subscription and its end reach its writer the same way. A writer takes its inbox in
 //! order, so a stream gets exactly the events of its channel that came after it subscribed (the
-//! ones before are in its replay), in order. For each event it offers the event to each of its
-//! streams on the channel: written to the socket at once for a client that keeps up, else
-//! queued for the stream's task ([`super::queue`]).
+//! ones before are in its replay), in order. It offers each event (or the run of events of one
+//! channel waiting together) to each of its streams on the channel: written to the socket at
+//! once for a client that keeps up, else queued for the stream's task ([`super::queue`]).
 //!
 //! An inbox holds at most [`INBOX_EVENTS`] events. A writer that far behind has left every one of
 //! its streams on that channel further behind than a stream's queue allows: the event is not
 //! taken, and those streams are closed as slow consumers when the writer comes to the loss (they
-//! resume from history), as a stream whose own queue overflows is.
+//! resume from history), as a stream whose own queue overflows is. Subscriptions and their ends
+//! are always taken: there are two per stream, and streams are bounded by the connection limits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

@@ -1,9 +1,11 @@
 //! The stream loop, independent of the transport.
 //!
 //! A stream waits on a few things at once: its live queue, the heartbeat timer, its lifetime
-//! deadline (or its credential's expiry, whichever comes first), the drain, a request to close it (from an operator, or from the hub when its queue
-//! overflowed), and the client leaving. Events arrive already encoded; whatever is queued is
-//! written as one chunk, so a burst costs one write.
+//! deadline (or its credential's expiry, whichever comes first), the drain, a request to close
+//! it (from an operator, or from the hub when its queue overflowed), and the client leaving.
+//! Events arrive already encoded; whatever is queued is written as one chunk, so a burst costs
+//! one write. On a plain HTTP/1.1 stream the hub's writer threads write most live events
+//! themselves (`hub::queue`): the queue then only holds what they could not write at once.
 
 use std::sync::Arc;
 use std::time::Duration;
