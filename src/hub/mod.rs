@@ -9,7 +9,7 @@
 //!   locked, it is appended to their history, and it is queued for the streams subscribed to
 //!   several channels (so those see ids strictly increasing across their channels); the hub lock
 //!   is then released and the event is handed, under each channel's lock alone, to the writer
-//!   threads that serve that channel's other streams ([`writers`]). The next event of the same
+//!   threads that serve that channel's other streams (`writers`). The next event of the same
 //!   channel waits for that lock, so each channel's streams get its events in order; other
 //!   channels' events do not wait;
 //! * [`Hub::subscribe`] takes the hub lock, then its channels' locks, copies the replay out of
@@ -382,7 +382,7 @@ impl Hub {
     }
 
     /// Waits until every event taken in so far has reached the queues of its streams: for tests
-    /// and benchmarks that read them (see [`Writers::settle`]).
+    /// and benchmarks that read them.
     pub fn settle(&self) {
         self.writers.settle();
     }

@@ -319,4 +319,4 @@ fn jitter_up(d: Duration) -> Duration {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -394,6 +394,7 @@ fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::pump;
 
     #[test]
     fn chunk_size_lines_are_lowercase_hex() {
@@ -440,41 +441,19 @@ mod tests {
         std::sync::Arc<ClientHandle>,
         tokio::task::JoinHandle<super::super::End>,
     ) {
-        let sub = hub.subscribe(crate::hub::SubscribeRequest {
-            channels: vec!["c".into()],
-            types: None,
-            last_event_id: None,
-            peer: None,
-            principal: None,
-            queue,
-        });
+        let sub = pump::tests::subscribe(hub, queue);
         let client = sub.client.clone();
         let mut out = PlainSocket::new(socket, Duration::from_secs(30));
         out.hand_to(&client);
         let settings = super::super::StreamSettings {
-            retry: Duration::from_secs(3),
-            heartbeat_interval: Duration::from_secs(15),
-            heartbeat: crate::config::HeartbeatKind::Comment,
-            lifetime: None,
-            write_timeout: Duration::from_secs(30),
-            padding: 0,
             queue,
-            grace_period: Duration::from_secs(10),
-            expires_in: None,
-            compression: false,
+            ..pump::tests::settings()
         };
         let task = tokio::spawn(async move {
             let drain = crate::drain::Drain::default();
             super::super::pump(&mut out, sub, &settings, &drain).await
         });
         (client, task)
-    }
-
-    fn hub() -> std::sync::Arc<crate::hub::Hub> {
-        crate::hub::Hub::new(1, |_| crate::config::HistoryLimits {
-            max_events: 10,
-            max_age: Duration::from_secs(600),
-        })
     }
 
     /// Waits until the stream's opening is written and its task waits for events: from then
@@ -487,10 +466,6 @@ mod tests {
         }
     }
 
-    fn publish(hub: &crate::hub::Hub, data: &str) {
-        hub.deliver(|id| crate::hub::Event::new(id, "m", vec!["c".into()].into(), data));
-    }
-
     /// Events the writer threads send straight to the socket keep their order and arrive once
     /// each when the socket fills: the part of a chunk it did not take is finished by the
     /// stream's task once the client reads again, and the events that came meanwhile wait in
@@ -498,14 +473,14 @@ mod tests {
     #[tokio::test]
     async fn direct_writes_to_a_full_socket_arrive_in_order_once() {
         const EVENTS: usize = 2_000;
-        let hub = hub();
+        let hub = pump::tests::hub();
         let (mut reader, socket) = socket_pair().await;
         let (client, _task) = direct_stream(&hub, socket, EVENTS);
         until_open(&client).await;
         // 2,000 events of 16 KiB: 32 MiB, far more than the socket buffers hold unread.
         let padding = "x".repeat(16 << 10);
         for i in 0..EVENTS {
-            publish(&hub, &format!("{i} {padding}"));
+            pump::tests::publish(&hub, &format!("{i} {padding}"));
         }
         hub.settle();
         assert!(
@@ -543,13 +518,13 @@ mod tests {
     /// written directly: once the socket is full, they queue, and the queue overflows.
     #[tokio::test]
     async fn a_direct_stream_that_stops_reading_is_closed_as_slow() {
-        let hub = hub();
+        let hub = pump::tests::hub();
         let (_reader, socket) = socket_pair().await;
         let (client, task) = direct_stream(&hub, socket, 8);
         until_open(&client).await;
         let padding = "x".repeat(16 << 10);
         for i in 0..2_000 {
-            publish(&hub, &format!("{i} {padding}"));
+            pump::tests::publish(&hub, &format!("{i} {padding}"));
         }
         let end = tokio::time::timeout(Duration::from_secs(30), task)
             .await

@@ -73,7 +73,7 @@ impl Downstream for Recorder {
     }
 }
 
-fn settings() -> StreamSettings {
+pub(in crate::stream) fn settings() -> StreamSettings {
     StreamSettings {
         retry: Duration::from_secs(3),
         heartbeat_interval: Duration::from_secs(15),
@@ -88,14 +88,14 @@ fn settings() -> StreamSettings {
     }
 }
 
-fn hub() -> Arc<Hub> {
+pub(in crate::stream) fn hub() -> Arc<Hub> {
     Hub::new(7, |_| HistoryLimits {
         max_events: 100,
         max_age: Duration::from_secs(600),
     })
 }
 
-fn subscribe(hub: &Arc<Hub>, queue: usize) -> crate::hub::Subscription {
+pub(in crate::stream) fn subscribe(hub: &Arc<Hub>, queue: usize) -> crate::hub::Subscription {
     hub.subscribe(SubscribeRequest {
         channels: vec!["c".into()],
         types: None,
@@ -107,7 +107,7 @@ fn subscribe(hub: &Arc<Hub>, queue: usize) -> crate::hub::Subscription {
 }
 
 /// Publishes on "c" and waits until the event is in the streams' queues.
-fn publish(hub: &Hub, data: &str) {
+pub(in crate::stream) fn publish(hub: &Hub, data: &str) {
     hub.deliver(|id| Event::new(id, "message", vec!["c".into()].into_boxed_slice(), data));
     hub.settle();
 }
