@@ -137,3 +137,43 @@ fn fan_outs_on_two_channels_at_once_keep_every_stream_exact_and_in_order() {
     }
     assert_eq!(hub.last_seq(), 2 * EACH as u64);
 }
+
+/// Events published while a writer walks hundreds of streams join its walk (the streams it has
+/// not reached get them now, the others on another pass): whatever the interleaving, every
+/// stream gets every event once, in order.
+#[test]
+fn events_taken_up_during_a_walk_reach_every_stream_once_and_in_order() {
+    const STREAMS: usize = 4_000;
+    const EVENTS: u64 = 300;
+    let hub = Hub::with_writers(
+        7,
+        |_| HistoryLimits {
+            max_events: 10,
+            max_age: Duration::from_secs(600),
+        },
+        1,
+    );
+    let subs: Vec<Subscription> = (0..STREAMS)
+        .map(|_| {
+            hub.subscribe(SubscribeRequest {
+                queue: EVENTS as usize,
+                ..request(None)
+            })
+        })
+        .collect();
+    for _ in 0..EVENTS {
+        hub.deliver(event(&["a"], "x"));
+        // Lets the writer run between publishes, so that events arrive amid its walks.
+        std::thread::yield_now();
+    }
+    hub.settle();
+    let expected: Vec<u64> = (1..=EVENTS).collect();
+    for sub in &subs {
+        let got: Vec<u64> = queued(&hub, sub).iter().map(|e| e.id.seq).collect();
+        assert!(
+            got == expected,
+            "a stream got {} events, or out of order",
+            got.len()
+        );
+    }
+}

@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 
 use super::clients::{ClientHandle, CloseReason};
@@ -171,6 +172,25 @@ impl Inbox {
         }
     }
 
+    /// Moves the events of `channel` at the head of the inbox into `batch`, within the batch's
+    /// limits (see [`take_batch`]): how a writer amid a walk takes up events that came since it
+    /// began. It stops at any other message.
+    fn pull(&self, channel: u64, batch: &mut Vec<Arc<Event>>) {
+        let mut queue = self.queue.lock();
+        let mut bytes: usize = batch.iter().map(|e| e.frame.len()).sum();
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match queue.messages.front() {
+                Some(Message::Event(next, _)) if *next == channel => {}
+                _ => return,
+            }
+            if let Some(Message::Event(_, event)) = queue.messages.pop_front() {
+                queue.events -= 1;
+                bytes += event.frame.len();
+                batch.push(event);
+            }
+        }
+    }
+
     /// Waits for messages and takes them all; `None` once the hub is gone.
     fn take(&self, into: &mut VecDeque<Message>) -> Option<()> {
         let mut queue = self.queue.lock();
@@ -199,6 +219,8 @@ struct Stream {
     client: Arc<ClientHandle>,
     /// Whether it asked for certain event types only.
     filtered: bool,
+    /// How many events of the batch being walked it was offered.
+    offered: usize,
 }
 
 /// Most events joined into one chunk, and the size past which no more are joined.
@@ -227,6 +249,10 @@ fn take_batch(channel: u64, messages: &mut VecDeque<Message>, batch: &mut Vec<Ar
 /// of writes, far below the histogram's finest bucket.
 const CLOCK_EVERY: usize = 32;
 
+/// Streams written between two looks into the inbox for events that came during a walk: about
+/// 2 ms of writes, one uncontended lock.
+const PICK_UP_EVERY: usize = 256;
+
 impl Writer {
     fn run(mut self, inbox: &Inbox) {
         let mut messages = VecDeque::new();
@@ -238,16 +264,19 @@ impl Writer {
                     Message::Event(channel, event) => {
                         batch.push(event);
                         take_batch(channel, &mut messages, &mut batch);
-                        self.fan_out(channel, &batch, &mut latency);
+                        // Events still come after the batch: none may be taken out of turn.
+                        let pick_up = messages.is_empty().then_some(inbox);
+                        self.fan_out(channel, &mut batch, pick_up, &mut latency);
                         batch.clear();
                         latency.flush();
                     }
                     Message::Subscribe(channel, client) => {
                         let filtered = client.types.is_some();
-                        self.streams
-                            .entry(channel)
-                            .or_default()
-                            .push(Stream { client, filtered });
+                        self.streams.entry(channel).or_default().push(Stream {
+                            client,
+                            filtered,
+                            offered: 0,
+                        });
                     }
                     Message::Unsubscribe(channel, client) => {
                         if let Some(streams) = self.streams.get_mut(&channel) {
@@ -276,60 +305,90 @@ impl Writer {
         }
     }
 
-    /// Offers `events` (of `channel`, in order) to every stream of the channel this writer
+    /// Offers `batch` (events of `channel`, in order) to every stream of the channel this writer
     /// serves: to a stream that takes them all, as one chunk of their frames joined once.
+    ///
+    /// A walk over thousands of streams takes a while. With `pick_up`, events of the channel
+    /// that arrive meanwhile join the batch every [`PICK_UP_EVERY`] streams: the streams not yet
+    /// visited get them on this walk, and another pass gives them to the streams visited before,
+    /// instead of every stream waiting for the next walk.
     fn fan_out(
         &mut self,
         channel: u64,
-        events: &[Arc<Event>],
+        batch: &mut Vec<Arc<Event>>,
+        pick_up: Option<&Inbox>,
         latency: &mut prometheus::local::LocalHistogram,
     ) {
         let Some(streams) = self.streams.get_mut(&channel) else {
             return;
         };
-        let joined = Event::frames_of(events);
+        for stream in streams.iter_mut() {
+            stream.offered = 0;
+        }
+        // The frames of batch[from..to], joined once for every stream that takes just those.
+        let mut joined: Vec<(usize, usize, Bytes)> = Vec::new();
         let mut written = 0;
         let mut now = Instant::now();
-        let mut since_clock = 0;
-        streams.retain(|stream| {
-            let wanted: Vec<Arc<Event>>;
-            let (events, frames) = if stream.filtered {
-                wanted = events
-                    .iter()
-                    .filter(|e| stream.client.wants(&e.event_type))
-                    .cloned()
-                    .collect();
-                if wanted.is_empty() {
+        let mut visited = 0usize;
+        while streams.iter().any(|s| s.offered < batch.len()) {
+            streams.retain_mut(|stream| {
+                if visited.is_multiple_of(PICK_UP_EVERY) {
+                    if let Some(inbox) = pick_up {
+                        inbox.pull(channel, batch);
+                    }
+                }
+                visited += 1;
+                if visited.is_multiple_of(CLOCK_EVERY) {
+                    now = Instant::now();
+                }
+                let (from, to) = (stream.offered, batch.len());
+                if from == to {
                     return true;
                 }
-                (&wanted[..], Event::frames_of(&wanted))
-            } else {
-                (events, joined.clone())
-            };
-            since_clock += 1;
-            if since_clock == CLOCK_EVERY {
-                since_clock = 0;
-                now = Instant::now();
-            }
-            match stream.client.queue.offer(events, Some((&frames, now))) {
-                Offered::Written => {
-                    for event in events {
-                        latency.observe(
-                            now.saturating_duration_since(event.accepted_at)
-                                .as_secs_f64(),
-                        );
+                stream.offered = to;
+                let events = &batch[from..to];
+                let wanted: Vec<Arc<Event>>;
+                let (events, frames) = if stream.filtered {
+                    wanted = events
+                        .iter()
+                        .filter(|e| stream.client.wants(&e.event_type))
+                        .cloned()
+                        .collect();
+                    if wanted.is_empty() {
+                        return true;
                     }
-                    written += events.len() as u64;
-                    true
+                    (&wanted[..], Event::frames_of(&wanted))
+                } else {
+                    let frames = match joined.iter().find(|(f, t, _)| (*f, *t) == (from, to)) {
+                        Some((_, _, frames)) => frames.clone(),
+                        None => {
+                            let frames = Event::frames_of(events);
+                            joined.push((from, to, frames.clone()));
+                            frames
+                        }
+                    };
+                    (events, frames)
+                };
+                match stream.client.queue.offer(events, Some((&frames, now))) {
+                    Offered::Written => {
+                        for event in events {
+                            latency.observe(
+                                now.saturating_duration_since(event.accepted_at)
+                                    .as_secs_f64(),
+                            );
+                        }
+                        written += events.len() as u64;
+                        true
+                    }
+                    Offered::Queued => true,
+                    Offered::Full => {
+                        stream.client.close(CloseReason::SlowConsumer);
+                        false
+                    }
+                    Offered::Gone => false,
                 }
-                Offered::Queued => true,
-                Offered::Full => {
-                    stream.client.close(CloseReason::SlowConsumer);
-                    false
-                }
-                Offered::Gone => false,
-            }
-        });
+            });
+        }
         metrics::EVENTS_DELIVERED.inc_by(written);
     }
 }
