@@ -177,18 +177,8 @@ impl Inbox {
     /// began. It stops at any other message.
     fn pull(&self, channel: u64, batch: &mut Vec<Arc<Event>>) {
         let mut queue = self.queue.lock();
-        let mut bytes: usize = batch.iter().map(|e| e.frame.len()).sum();
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match queue.messages.front() {
-                Some(Message::Event(next, _)) if *next == channel => {}
-                _ => return,
-            }
-            if let Some(Message::Event(_, event)) = queue.messages.pop_front() {
-                queue.events -= 1;
-                bytes += event.frame.len();
-                batch.push(event);
-            }
-        }
+        let taken = take_batch(channel, &mut queue.messages, batch);
+        queue.events -= taken;
     }
 
     /// Waits for messages and takes them all; `None` once the hub is gone.
@@ -231,18 +221,26 @@ const MAX_BATCH_BYTES: usize = 64 << 10;
 /// first), up to [`MAX_BATCH`] events and about [`MAX_BATCH_BYTES`]: a writer that fell behind
 /// catches up with one write per stream for several events, as a stream's task does. It stops
 /// at any other message, so a stream that subscribes in between gets exactly what follows.
-fn take_batch(channel: u64, messages: &mut VecDeque<Message>, batch: &mut Vec<Arc<Event>>) {
+/// Returns how many it moved.
+fn take_batch(
+    channel: u64,
+    messages: &mut VecDeque<Message>,
+    batch: &mut Vec<Arc<Event>>,
+) -> usize {
     let mut bytes: usize = batch.iter().map(|e| e.frame.len()).sum();
+    let mut taken = 0;
     while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
         match messages.front() {
             Some(Message::Event(next, _)) if *next == channel => {}
-            _ => return,
+            _ => break,
         }
         if let Some(Message::Event(_, event)) = messages.pop_front() {
             bytes += event.frame.len();
             batch.push(event);
+            taken += 1;
         }
     }
+    taken
 }
 
 /// Streams written between two readings of the clock (for the delivery latency): about 0.2 ms
@@ -330,7 +328,8 @@ impl Writer {
         let mut written = 0;
         let mut now = Instant::now();
         let mut visited = 0usize;
-        while streams.iter().any(|s| s.offered < batch.len()) {
+        loop {
+            let before = batch.len();
             streams.retain_mut(|stream| {
                 if visited.is_multiple_of(PICK_UP_EVERY) {
                     if let Some(inbox) = pick_up {
@@ -388,6 +387,10 @@ impl Writer {
                     Offered::Gone => false,
                 }
             });
+            // The streams visited before the batch last grew lack its newest events.
+            if batch.len() == before {
+                break;
+            }
         }
         metrics::EVENTS_DELIVERED.inc_by(written);
     }
