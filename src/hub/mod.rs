@@ -127,27 +127,26 @@ struct State {
     /// Highest `evicted_upto` of the channels that were dropped from the map once idle: a channel
     /// without an entry may have had events up to here, so resuming below it is a `reset`.
     pruned_floor: u64,
-    /// How many writer threads there are (see [`writers`]).
-    writers: usize,
 }
 
 impl State {
     /// The channel's entry, created with its configured limits when it has none. A new entry
-    /// starts at `pruned_floor`: events below it may have been forgotten with an earlier entry.
-    fn shard(&mut self, name: &str) -> Shard {
+    /// starts at `pruned_floor`: events below it may have been forgotten with an earlier entry,
+    /// and counts its streams for each of `writers` writer threads.
+    fn shard(&mut self, name: &str, writers: usize) -> Shard {
         if let Some(shard) = self.channels.get(name) {
             return shard.clone();
         }
-        let shard = Channel::shard((self.rules)(name), self.pruned_floor, self.writers);
+        let shard = Channel::shard((self.rules)(name), self.pruned_floor, writers);
         self.channels.insert(name.into(), shard.clone());
         shard
     }
 
     /// The entries of `names`, each once (created when missing), in the order given.
-    fn shards(&mut self, names: &[Box<str>]) -> Vec<Shard> {
+    fn shards(&mut self, names: &[Box<str>], writers: usize) -> Vec<Shard> {
         let mut shards: Vec<Shard> = Vec::with_capacity(names.len());
         for name in names {
-            let shard = self.shard(name);
+            let shard = self.shard(name, writers);
             if !shards.iter().any(|s| Arc::ptr_eq(s, &shard)) {
                 shards.push(shard);
             }
@@ -202,7 +201,6 @@ impl Hub {
                 last_seq: 0,
                 skipped: VecDeque::new(),
                 pruned_floor: 0,
-                writers: writers.count(),
             }),
             writers,
             clients: ClientRegistry::default(),
@@ -347,7 +345,7 @@ impl Hub {
         let event = make(id);
         state.last_seq = id.seq;
         let now = event.accepted_at;
-        let shards = state.shards(&event.channels);
+        let shards = state.shards(&event.channels, self.writers.count());
         let mut channels: Vec<_> = shards.iter().map(|shard| shard.lock()).collect();
         for channel in channels.iter_mut() {
             channel.history.push_back(event.clone());
@@ -398,7 +396,7 @@ impl Hub {
         );
         let mut state = self.state.lock();
         let now = Instant::now();
-        let shards = state.shards(&client.channels);
+        let shards = state.shards(&client.channels, self.writers.count());
         let mut channels: Vec<_> = shards.iter().map(|shard| shard.lock()).collect();
         for channel in channels.iter_mut() {
             channel.evict(now);
