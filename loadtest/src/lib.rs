@@ -4,14 +4,20 @@
 //! A run: open `--streams` streams at `--ramp` per second from several 127.0.0.x source
 //! addresses (over several processes above ~18,000 streams) → once every stream has opened or
 //! failed, sample the server's idle RSS → publish `--events` events at `--rate` per second, each
-//! carrying its sequence number and send time → wait up to `--settle` for every stream to catch
-//! up → report. Everything is bounded by `--duration`.
+//! carrying its sequence number and the time it was due → wait up to `--settle` for every stream
+//! to catch up → report. Everything is bounded by `--duration`.
+//!
+//! Latency runs from when an event was *due* by the schedule, not from when its request was
+//! written. Publishes go one at a time, so a server that answers a publish only after its
+//! fan-out holds the next one back; timing from the write would hide that wait (coordinated
+//! omission) and let such a server meet a lower rate than the one asked for. How late the
+//! writes were is reported apart (`publish_lag_ms`), with the rate the publisher achieved.
 //!
 //! # Layout
 //! - [`options`]: the command line, also the library's input ([`Options`]).
 //! - [`target`]: URL parsing and the loopback-only rule.
 //! - [`http`]: the HTTP/1.1 response head and body framing (chunked, length, close).
-//! - [`payload`]: the event data, `"<seq> <unix_nanos> <padding>"`.
+//! - [`payload`]: the event data, `"<seq> <unix_nanos_due> <padding>"`.
 //! - [`subscriber`]: one small task per stream, and the pool that opens them and adds up.
 //! - [`publisher`]: the keep-alive publishing connection.
 //! - [`children`]: splitting streams over child processes.
@@ -45,7 +51,7 @@ use children::Children;
 use procfs::{rss_kib, CpuMark, RssSampler};
 use progress::ProgressLine;
 use publisher::{Outcome, Publisher};
-use report::{LoadgenFigures, Percentiles, ServerFigures};
+use report::{new_histogram, HistData, LoadgenFigures, Percentiles, ServerFigures};
 use subscriber::{Pool, PoolSpec, PoolStats};
 
 /// Longest wait for one publish's answer.
@@ -188,6 +194,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         resets: stats.resets,
         malformed: stats.malformed,
         latency_ms: Percentiles::from_micros(&stats.latency_us),
+        publish_lag_ms: Percentiles::from_micros(&publishing.lag_us),
+        publish_rate: publishing.rate(),
         server,
         loadgen,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -205,11 +213,24 @@ struct Publishing {
     /// The highest sequence number that may have reached the server: streams wait for it.
     last_seq: u64,
     first_error: Option<String>,
+    /// How late each request was written after it was due, in µs.
+    lag_us: HistData,
+    /// Seconds from the first publish's due time to the last answer.
+    span_s: f64,
+}
+
+impl Publishing {
+    /// Publishes per second achieved: the first at its due time, the rest spread until the last
+    /// answer. `None` for fewer than two.
+    fn rate(&self) -> Option<f64> {
+        (self.published > 1 && self.span_s > 0.0).then(|| (self.published - 1) as f64 / self.span_s)
+    }
 }
 
 /// Publishes `opts.events` events at `opts.rate` per second, on an absolute schedule (a slow
 /// publish is followed by the next one at once rather than shifting the rest), until done or
-/// `deadline`.
+/// `deadline`. Each event carries the wall-clock time it was due, so that its latency includes
+/// any wait behind a slow earlier publish.
 ///
 /// A refused publish does not use up its sequence number, so streams see no gap for it; one
 /// whose fate is unknown (no answer) does, since it may still be delivered. Either way it
@@ -226,19 +247,29 @@ async fn publish_all(opts: &Options, target: target::Target, deadline: Instant) 
         errors: 0,
         last_seq: 0,
         first_error: None,
+        lag_us: HistData::default(),
+        span_s: 0.0,
     };
+    let mut lag_us = new_histogram();
     let start = Instant::now();
+    let start_nanos = payload::unix_nanos();
     for attempt in 0..opts.events {
-        let at = start + Duration::from_secs_f64(attempt as f64 / opts.rate);
+        let due_in = Duration::from_secs_f64(attempt as f64 / opts.rate);
+        let at = start + due_in;
         if at >= deadline {
             break;
         }
         tokio::time::sleep_until(at).await;
         let timeout = PUBLISH_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()));
         let seq = done.last_seq + 1;
-        let data = payload::make_data(seq, payload::unix_nanos(), opts.event_bytes);
+        let due_nanos = start_nanos.saturating_add(u64::try_from(due_in.as_nanos()).unwrap_or(0));
+        let data = payload::make_data(seq, due_nanos, opts.event_bytes);
         let request = publisher.request(&data);
-        match publisher.send(&request, timeout).await {
+        let late = Instant::now().saturating_duration_since(at);
+        lag_us.saturating_record(u64::try_from(late.as_micros()).unwrap_or(u64::MAX).max(1));
+        let outcome = publisher.send(&request, timeout).await;
+        done.span_s = start.elapsed().as_secs_f64();
+        match outcome {
             Outcome::Accepted(_) => {
                 done.published += 1;
                 done.last_seq = seq;
@@ -256,5 +287,6 @@ async fn publish_all(opts: &Options, target: target::Target, deadline: Instant) 
             }
         }
     }
+    done.lag_us = HistData::from_histogram(&lag_us);
     done
 }

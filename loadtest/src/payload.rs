@@ -1,8 +1,9 @@
-//! The event data: `"<seq> <unix_nanos_at_send> <padding>"`, or a reference-upstream
-//! notification (JSON) whose `title` is `"<seq> <unix_nanos_at_send>"`.
+//! The event data: `"<seq> <unix_nanos> <padding>"`, or a reference-upstream notification
+//! (JSON) whose `title` is `"<seq> <unix_nanos>"`. The time is when the event was due to be
+//! published (`sse-loadgen`) or when it was sent (`sse-chaos`).
 //!
 //! The sequence number lets each stream tell delivered from duplicated from missing events
-//! without any per-event state, and the send time (wall clock, read on the same machine as the
+//! without any per-event state, and the time (wall clock, read on the same machine as the
 //! receiver) gives publish→receive latency without a round trip.
 
 use std::time::{SystemTime, UNIX_EPOCH};

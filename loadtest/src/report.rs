@@ -130,7 +130,15 @@ pub struct Report {
     pub disconnects: u64,
     pub resets: u64,
     pub malformed: u64,
+    /// From when each event was due by the schedule to its receipt (see the crate's doc).
     pub latency_ms: Percentiles,
+    /// How late each publish request was written after its due time: above a few ms, the
+    /// server's answers held the publisher back.
+    #[serde(default)]
+    pub publish_lag_ms: Percentiles,
+    /// Publishes per second achieved (against `--rate`); `None` for fewer than two.
+    #[serde(default)]
+    pub publish_rate: Option<f64>,
     pub server: ServerFigures,
     pub loadgen: LoadgenFigures,
     /// Wall time of the whole run, in seconds.
@@ -189,6 +197,13 @@ impl Report {
             self.duplicates, self.gaps, self.disconnects, self.resets, self.malformed
         );
         let _ = writeln!(s, "latency ms:  {}", pct(&self.latency_ms));
+        let _ = writeln!(
+            s,
+            "publish:     {} per s achieved; written late by ms: {}",
+            self.publish_rate
+                .map_or("-".to_owned(), |r| format!("{r:.2}")),
+            pct(&self.publish_lag_ms)
+        );
         let _ = writeln!(
             s,
             "server:      rss idle {}, rss max {}, cpu avg {}",

@@ -2,6 +2,7 @@
 //! publishes answered on a keep-alive connection, and a two-process run through the real binary.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,19 +14,25 @@ use common::{raw_args, raw_options};
 /// Serves `GET` as a close-delimited event stream and turns each `POST` body into one event for
 /// every stream. Returns its base URL.
 async fn fake_peer() -> String {
+    fake_peer_answering_after(Duration::ZERO).await
+}
+
+/// [`fake_peer`] that answers each `POST` only `delay` after it has sent the event to the
+/// streams: a server that holds its publisher back.
+async fn fake_peer_answering_after(delay: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (events, _) = broadcast::channel::<Arc<str>>(1024);
     tokio::spawn(async move {
         loop {
             let (conn, _) = listener.accept().await.unwrap();
-            tokio::spawn(serve(conn, events.clone()));
+            tokio::spawn(serve(conn, events.clone(), delay));
         }
     });
     base
 }
 
-async fn serve(mut conn: TcpStream, events: broadcast::Sender<Arc<str>>) {
+async fn serve(mut conn: TcpStream, events: broadcast::Sender<Arc<str>>, delay: Duration) {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -73,6 +80,7 @@ async fn serve(mut conn: TcpStream, events: broadcast::Sender<Arc<str>>) {
         let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
         buf.drain(..head_end + length);
         let _ = events.send(body.into());
+        tokio::time::sleep(delay).await;
         let reply = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
         if conn.write_all(reply).await.is_err() {
             return;
@@ -103,6 +111,34 @@ async fn raw_publishes_reach_close_delimited_streams() {
     }
     assert!(server.rss_kib_idle.is_some_and(|kib| kib > 0));
     assert!(report.summary().contains("cpu us/event: server "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_counts_from_when_an_event_was_due_not_from_a_late_publish() {
+    // 10 events at 50/s are due within 180 ms; answered 100 ms after each fan-out, the last is
+    // written about 900 ms after the first. Timed from their writes, every event would arrive
+    // within milliseconds.
+    let base = fake_peer_answering_after(Duration::from_millis(100)).await;
+    let report = sse_loadgen::run(raw_options(&base, &[])).await.unwrap();
+    assert!(report.pass, "{}", report.summary());
+    assert!(report.latency_ms.max >= 600.0, "{}", report.summary());
+    assert!(report.publish_lag_ms.max >= 600.0, "{}", report.summary());
+    assert!(
+        report.publish_rate.is_some_and(|r| r < 12.0),
+        "{}",
+        report.summary()
+    );
+
+    // A peer that answers at once keeps to the schedule.
+    let base = fake_peer().await;
+    let report = sse_loadgen::run(raw_options(&base, &[])).await.unwrap();
+    assert!(report.pass, "{}", report.summary());
+    assert!(
+        report.publish_rate.is_some_and(|r| r > 40.0),
+        "{}",
+        report.summary()
+    );
+    assert!(report.summary().contains("per s achieved"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
