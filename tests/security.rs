@@ -92,8 +92,9 @@ async fn hostile_requests_are_refused_and_publish_nothing() {
         attack("too many channels", get(&format!("/events?channels={}", (0..40).map(|n| format!("c{n}")).collect::<Vec<_>>().join(",")), ""), 400, "too_many_channels"),
         attack("a claims channel without credential", get("/events?channel=secret.x", ""), 401, "unauthorized"),
     ];
-    // Request smuggling: a body whose length is told two ways. pingora refuses both before any
-    // handler runs; the smuggled request inside must never run as a request of its own.
+    // Request smuggling: a body whose length is told two ways, refused before any handler runs
+    // (two different lengths by pingora, the rest by the gateway); the smuggled request inside
+    // must never run as a request of its own.
     let smuggled = publish(r#"{"channel":"a","data":"smuggled"}"#);
     let chunked = format!("0\r\n\r\n{smuggled}");
     attacks.push(Attack {
@@ -104,7 +105,7 @@ async fn hostile_requests_are_refused_and_publish_nothing() {
             chunked.len()
         ),
         status: 400,
-        code: None,
+        code: Some("ambiguous_length"),
     });
     attacks.push(Attack {
         name: "two different Content-Lengths",
@@ -114,6 +115,18 @@ async fn hostile_requests_are_refused_and_publish_nothing() {
         ),
         status: 400,
         code: None,
+    });
+    // pingora takes the same length given twice; the gateway does not.
+    let body = r#"{"channel":"a","data":"smuggled"}"#;
+    attacks.push(Attack {
+        name: "the same Content-Length twice",
+        request: format!(
+            "POST /broadcast HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: application/json\r\n\
+             Content-Length: {n}\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n{body}",
+            n = body.len()
+        ),
+        status: 400,
+        code: Some("ambiguous_length"),
     });
     run_table(&gw, attacks).await;
 

@@ -93,14 +93,16 @@ impl ProxyHttp for Front {
                 ctx.handed_off = true;
                 let stand_in = ServerSession::new_http1(Box::new(std::io::Cursor::new(Vec::new())));
                 let real = std::mem::replace(&mut session.downstream_session, Box::new(stand_in));
-                stream::open(*real, &self.gateway.streams, *admitted).await;
+                // Boxed, as is the relay below: this future is boxed and moved for every
+                // request, and inline these two would make it about 10 KiB for a publish too.
+                Box::pin(stream::open(*real, &self.gateway.streams, *admitted)).await;
                 Ok(true)
             }
             Outcome::Proxy(proxied) => {
                 let state = ProxyState::new(*proxied);
                 if relay::takes(session.as_downstream()) {
                     // An event stream: proxied and relayed off this task (see `relay`).
-                    relay::proxy(&self.gateway.upstreams, session, state).await;
+                    Box::pin(relay::proxy(&self.gateway.upstreams, session, state)).await;
                     return Ok(true);
                 }
                 ctx.proxy = Some(state);

@@ -77,24 +77,31 @@ pub(super) fn size(req: &RequestHeader) -> Result<(), ApiError> {
 /// differently is how requests are smuggled past a proxy, so none is passed on (pingora would
 /// take the chunked body and drop `Content-Length`, which is why the request head as received
 /// is what is checked), and the connection is closed after the refusal.
+///
+/// Without `Transfer-Encoding`, pingora keeps every `Content-Length` line it parsed, so the
+/// parsed fields tell; only a request with `Transfer-Encoding` has its head scanned as received
+/// (scanning every request's head cost about 4% of a publish's instructions).
 pub(super) fn framing(session: &ServerSession) -> Result<(), ApiError> {
     let ServerSession::H1(h1) = session else {
         // HTTP/2 frames its bodies itself.
         return Ok(());
     };
-    let raw = h1.get_headers_raw_bytes();
-    let named = |name: &[u8]| {
-        raw.split(|&b| b == b'\n')
+    let headers = &h1.req_header().headers;
+    let ambiguous = if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        // pingora has dropped any Content-Length: look for one in the head as received.
+        let name = b"content-length";
+        h1.get_headers_raw_bytes()
+            .split(|&b| b == b'\n')
             .skip(1)
-            .filter(|line| {
+            .any(|line| {
                 line.len() > name.len()
                     && line[..name.len()].eq_ignore_ascii_case(name)
                     && line[name.len()..].trim_ascii_start().first() == Some(&b':')
             })
-            .count()
+    } else {
+        headers.get_all(http::header::CONTENT_LENGTH).iter().count() > 1
     };
-    let lengths = named(b"content-length");
-    if lengths > 1 || (lengths == 1 && named(b"transfer-encoding") > 0) {
+    if ambiguous {
         return Err(ApiError::bad_request(
             "ambiguous_length",
             "the request gives its body length twice (Content-Length and Transfer-Encoding, or two Content-Lengths)",
