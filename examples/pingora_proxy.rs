@@ -4,12 +4,18 @@
 //! runs beside the gateway, nginx and HAProxy in the same rounds, so what the gateway costs over
 //! the proxy it is built on is a ratio measured in one run. Not a product: no config, no limits.
 //!
+//! It also answers `POST /broadcast` itself: it reads the body and replies 202 with a small JSON
+//! body, as the gateway does, but with nothing else (no parsing, no auth, no history). That is the
+//! least any publish endpoint built on pingora's `HttpProxy` does, for `loadtest/run --perf`'s k6
+//! publish runs.
+//!
 //! `pingora_proxy LISTEN BACKEND SSE` (three `host:port`) prints
 //! `pingora_proxy listening on http://LISTEN` and serves until killed.
 
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
+use pingora::http::ResponseHeader;
 use pingora::proxy::{http_proxy_service, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -26,6 +32,21 @@ impl ProxyHttp for ByPath {
     type CTX = ();
 
     fn new_ctx(&self) {}
+
+    async fn request_filter(&self, session: &mut Session, _: &mut ()) -> Result<bool> {
+        let req = session.req_header();
+        if req.method != http::Method::POST || req.uri.path() != "/broadcast" {
+            return Ok(false);
+        }
+        while session.read_request_body().await?.is_some() {}
+        let body = bytes::Bytes::from_static(br#"{"id":"1","channels":["bench"]}"#);
+        let mut resp = ResponseHeader::build(202, Some(2))?;
+        resp.insert_header("content-type", "application/json")?;
+        resp.insert_header("content-length", body.len().to_string())?;
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
 
     async fn upstream_peer(&self, session: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
         let to = if session.req_header().uri.path().starts_with("/sub/") {

@@ -215,8 +215,9 @@ def achieved(r):
 def perf_main(raw, out_md):
     """The performance targets, each as a ratio from this one run, with a pass/fail mark. Only
     the scenarios that ran; a "baseline" build (PERF_BASELINE) gets rows of its own."""
-    runs = load(raw, targets=("gateway", "baseline", "nchan", "floor"))
+    runs = load(raw, targets=("gateway", "baseline", "nchan", "floor", "pingora"))
     rows = []
+    notes = []
 
     def row(figure, target, gateway, floor, nchan, x, met):
         rows.append((figure, target, gateway, floor, nchan, x, "pass" if met else "**fail**"))
@@ -249,18 +250,35 @@ def perf_main(raw, out_md):
         row("RSS per idle stream at 10,000 streams", "<= 4 KiB", fmt(v, " KiB", 2), "", fmt(w, " KiB", 2), "",
             v is not None and v <= 4)
 
-    def k6_rate(r):
-        m = (r or {}).get("k6", {}).get("metrics", {})
-        return m.get("http_reqs", {}).get("rate"), m.get("http_req_duration", {}).get("p(99)")
+    def k6_medians(target, name):
+        """Median req/s and median p99 over the rounds (NAME_r1, NAME_r2, ...) of a target."""
+        rates, p99s = [], []
+        for (t, n), r in runs.items():
+            if t == target and (n == name or n.startswith(name + "_r")):
+                m = (r or {}).get("k6", {}).get("metrics", {})
+                if m.get("http_reqs", {}).get("rate") is not None:
+                    rates.append(m["http_reqs"]["rate"])
+                    p99s.append(m.get("http_req_duration", {}).get("p(99)"))
+        med = lambda v: sorted(v)[len(v) // 2] if v and None not in v else None
+        return med(rates), med(p99s), len(rates)
 
-    if ("gateway", "k6_publish_other") in runs:
-        (grate, gp99), (crate, cp99) = k6_rate(runs.get(("gateway", "k6_publish_other"))), k6_rate(runs.get(("floor", "k6_publish")))
+    (grate, gp99, rounds), (crate, cp99, _) = k6_medians("gateway", "k6_publish_other"), k6_medians("floor", "k6_publish")
+    if rounds:
+        prate, _, _ = k6_medians("pingora", "k6_publish")
         x = over(grate, crate)
-        row("k6 POST /broadcast, 1,000 subscribers on another channel: req/s", ">= 0.95x k6's ceiling",
-            fmt(grate, " req/s", 0), fmt(crate, " req/s", 0), "", fmt(x, "x", 2), x is not None and x >= 0.95)
+        row(f"k6 POST /broadcast, 1,000 subscribers on another channel: req/s (median of {rounds})",
+            ">= 0.95x k6's ceiling", fmt(grate, " req/s", 0), fmt(crate, " req/s", 0), "", fmt(x, "x", 2),
+            x is not None and x >= 0.95)
+        if prate is not None:
+            notes.append(
+                f"k6 publishing in the same rounds to the bare pingora app (`examples/pingora_proxy.rs`, "
+                f"which reads the body and answers 202 from pingora's `HttpProxy`; the least any publish "
+                f"endpoint on pingora does) reached {fmt(prate, ' req/s', 0)} (median of {rounds}): "
+                f"{fmt(over(prate, crate), 'x', 2)} k6's ceiling; the gateway reached "
+                f"{fmt(over(grate, prate), 'x', 2)} the bare pingora app's rate.")
         x = over(gp99, cp99)
-        row("k6 POST /broadcast: p99", "<= 2x the ceiling's p99", fmt(gp99, " ms", 2), fmt(cp99, " ms", 2), "",
-            fmt(x, "x", 2), x is not None and x <= 2)
+        row(f"k6 POST /broadcast: p99 (median of {rounds})", "<= 2x the ceiling's p99", fmt(gp99, " ms", 2),
+            fmt(cp99, " ms", 2), "", fmt(x, "x", 2), x is not None and x <= 2)
     lines = [
         f"# Performance against the floor, {time.strftime('%Y-%m-%d', time.gmtime())}",
         "",
@@ -280,10 +298,11 @@ def perf_main(raw, out_md):
         "|---|---|---|---|---|---|---|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += [""] + notes if notes else []
     lines += ["", "## Commands", ""] + commands(runs)
     with open(out_md, "w") as f:
         f.write("\n".join(lines))
-    print("\n".join(lines[:16 + len(rows)]))
+    print("\n".join(lines[:16 + len(rows) + (len(notes) + 1 if notes else 0)]))
 
 
 def write_svg(runs, path):
