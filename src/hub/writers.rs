@@ -323,7 +323,10 @@ impl Writer {
         for stream in streams.iter_mut() {
             stream.offered = 0;
         }
-        // The frames of batch[from..to], joined once for every stream that takes just those.
+        // The frames of batch[from..to], joined once for every stream that takes just those, and
+        // lent to each stream, not cloned: a clone of one event's frame bumps a reference count
+        // that the other writers bump too, and that cache line would cross the cores at every
+        // stream.
         let mut joined: Vec<(usize, usize, Bytes)> = Vec::new();
         let mut written = 0;
         let mut now = Instant::now();
@@ -347,6 +350,7 @@ impl Writer {
                 stream.offered = to;
                 let events = &batch[from..to];
                 let wanted: Vec<Arc<Event>>;
+                let own_frames: Bytes;
                 let (events, frames) = if stream.filtered {
                     wanted = events
                         .iter()
@@ -356,19 +360,19 @@ impl Writer {
                     if wanted.is_empty() {
                         return true;
                     }
-                    (&wanted[..], Event::frames_of(&wanted))
+                    own_frames = Event::frames_of(&wanted);
+                    (&wanted[..], &own_frames)
                 } else {
-                    let frames = match joined.iter().find(|(f, t, _)| (*f, *t) == (from, to)) {
-                        Some((_, _, frames)) => frames.clone(),
+                    let at = match joined.iter().position(|(f, t, _)| (*f, *t) == (from, to)) {
+                        Some(at) => at,
                         None => {
-                            let frames = Event::frames_of(events);
-                            joined.push((from, to, frames.clone()));
-                            frames
+                            joined.push((from, to, Event::frames_of(events)));
+                            joined.len() - 1
                         }
                     };
-                    (events, frames)
+                    (events, &joined[at].2)
                 };
-                match stream.client.queue.offer(events, Some((&frames, now))) {
+                match stream.client.queue.offer(events, Some((frames, now))) {
                     Offered::Written => {
                         for event in events {
                             latency.observe(
