@@ -42,7 +42,7 @@ pub(super) async fn publish(
         .await
         .map_err(|e| ApiError::broker_unavailable(e.to_string()))?;
     Ok(Accepted {
-        id: id.to_string(),
+        id: id.text(),
         channels,
     })
 }
