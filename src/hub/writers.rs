@@ -363,7 +363,8 @@ impl Writer {
                     own_frames = Event::frames_of(&wanted);
                     (&wanted[..], &own_frames)
                 } else {
-                    let at = match joined.iter().position(|(f, t, _)| (*f, *t) == (from, to)) {
+                    // Newest first: the streams of a pass mostly take the range just joined.
+                    let at = match joined.iter().rposition(|(f, t, _)| (*f, *t) == (from, to)) {
                         Some(at) => at,
                         None => {
                             joined.push((from, to, Event::frames_of(events)));
