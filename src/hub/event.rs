@@ -100,15 +100,7 @@ impl EventId {
             seq: seq.parse().ok()?,
         })
     }
-}
 
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text())
-    }
-}
-
-impl EventId {
     /// The id as text, made for every publish (the frame's `id:` and the 202's `id`): `itoa` into
     /// a string of the right size, where `to_string`'s `write!` formatted each number through
     /// `fmt` into a string grown three times (about 1,100 instructions a publish under
@@ -121,6 +113,12 @@ impl EventId {
         text.push('-');
         text.push_str(seq);
         text
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
     }
 }
 

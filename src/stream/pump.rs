@@ -253,11 +253,7 @@ pub async fn pump<D: Downstream>(
         // still queued is sent: it has no right to it), so the app can ask its user to sign in
         // rather than let EventSource reconnect into a 401 or 403 that stops it for good.
         let last = if end == End::Revoked {
-            sse::encode_event(
-                &last_id.to_string(),
-                ACCESS_REVOKED_EVENT,
-                ACCESS_REVOKED_DATA,
-            )
+            sse::encode_event(&last_id.text(), ACCESS_REVOKED_EVENT, ACCESS_REVOKED_DATA)
         } else {
             Bytes::new()
         };
@@ -273,7 +269,7 @@ pub async fn pump<D: Downstream>(
             // the old one (which would get 401 and stop for good). The id repeats the last one,
             // so a reconnect with the new credential resumes where this stream stopped.
             last.extend_from_slice(&sse::encode_event(
-                &last_id.to_string(),
+                &last_id.text(),
                 TOKEN_EXPIRED_EVENT,
                 TOKEN_EXPIRED_DATA,
             ));
@@ -298,7 +294,7 @@ fn heartbeat(kind: HeartbeatKind, last_id: EventId) -> Bytes {
     match kind {
         HeartbeatKind::Comment => Bytes::from_static(b": heartbeat\n\n"),
         // An event must carry an id; repeating the last one leaves the resume point unchanged.
-        HeartbeatKind::Event => sse::encode_event(&last_id.to_string(), "heartbeat", ""),
+        HeartbeatKind::Event => sse::encode_event(&last_id.text(), "heartbeat", ""),
     }
 }
 
