@@ -5,9 +5,11 @@ SVG plot of publish->receive latency percentiles against stream count.
 usage: report.py RAW_DIR OUT.md OUT.svg
        report.py --cluster RAW_DIR OUT.md     (loadtest/run --cluster: nodes on one Redis)
        report.py --chaos RAW_DIR OUT.md       (loadtest/run --chaos: faults during steady traffic)
-       report.py --perf RAW_DIR OUT.md        (loadtest/run --perf: the targets as ratios to the floor)
+       report.py --perf RAW_DIR OUT.md [OUT.svg]  (loadtest/run --perf: the targets as ratios to the
+                                                   floor, and a chart of them)
 """
 import glob
+from html import escape
 import json
 import os
 import platform
@@ -83,7 +85,7 @@ def main():
     if sys.argv[1] == "--chaos":
         return chaos_main(*sys.argv[2:4])
     if sys.argv[1] == "--perf":
-        return perf_main(*sys.argv[2:4])
+        return perf_main(*sys.argv[2:5])
     raw, out_md, out_svg = sys.argv[1:4]
     runs = load(raw)
     g = lambda name: runs.get(("gateway", name))
@@ -221,15 +223,46 @@ def criterion_median(raw, group, name):
         return None
 
 
-def perf_main(raw, out_md):
+def write_ratio_svg(plotted, path):
+    """One bar per target: the measured ratio, a tick at its limit, green where met."""
+    W, L, R, T, row_h = 760, 300, 40, 40, 26
+    H = T + row_h * len(plotted) + 40
+    top = max([v for _, v, _, _, _ in plotted] + [lim for _, _, lim, _, _ in plotted] + [1.0]) * 1.1
+    X = lambda v: L + min(v, top) / top * (W - L - R)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="10" y="20" font-size="14">each target as a ratio from one run; the black tick is its limit</text>']
+    for i in range(int(top / 0.5) + 1):
+        v = i * 0.5
+        out.append(f'<line x1="{X(v):.1f}" y1="{T - 6}" x2="{X(v):.1f}" y2="{H - 34}" stroke="#eee"/>')
+        out.append(f'<text x="{X(v):.1f}" y="{H - 20}" text-anchor="middle">{v:.1f}x</text>')
+    for i, (label, value, limit, at_least, met) in enumerate(plotted):
+        y = T + i * row_h
+        colour = "#2b8a3e" if met else "#c92a2a"
+        sign = "&#8805;" if at_least else "&#8804;"
+        out.append(f'<text x="{L - 8}" y="{y + 15}" text-anchor="end">{escape(label)} ({sign} {limit:g}x)</text>')
+        out.append(f'<rect x="{L}" y="{y + 4}" width="{X(value) - L:.1f}" height="{row_h - 10}" fill="{colour}"/>')
+        out.append(f'<text x="{X(value) + 4:.1f}" y="{y + 15}">{value:.2f}x</text>')
+        out.append(f'<line x1="{X(limit):.1f}" y1="{y + 1}" x2="{X(limit):.1f}" y2="{y + row_h - 3}" stroke="black" stroke-width="2"/>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def perf_main(raw, out_md, out_svg=None):
     """The performance targets, each as a ratio from this one run, with a pass/fail mark. Only
     the scenarios that ran; a "baseline" build (PERF_BASELINE) gets rows of its own."""
     runs = load(raw, targets=("gateway", "baseline", "nchan", "floor", "pingora"))
     rows = []
     notes = []
 
-    def row(figure, target, gateway, floor, nchan, x, met):
+    plotted = []
+
+    def row(figure, target, gateway, floor, nchan, x, met, plot=None):
+        """A table row; `plot` = (label, value, limit, at_least) puts it on the chart too."""
         rows.append((figure, target, gateway, floor, nchan, x, "pass" if met else "**fail**"))
+        if plot is not None and plot[1] is not None:
+            plotted.append((*plot, met))
 
     def over(a, b):
         return a / b if a is not None and b else None
@@ -249,11 +282,13 @@ def perf_main(raw, out_md):
                 f"{fmt(pg, ' ms')} ({fmt(delivered(g), '%', 2)}{achieved(g)})",
                 f"{fmt(pf, ' ms')} ({fmt(delivered(f), '%', 2)}{achieved(f)})",
                 f"{fmt(pn, ' ms')} ({fmt(delivered(n), '%', 2)}{achieved(n)})", fmt(x, "x", 2),
-                x is not None and x <= 1.2 and (pn is None or pg < pn) and all_in)
+                x is not None and x <= 1.2 and (pn is None or pg < pn) and all_in,
+                plot=(f"p99 {label}{which} / floor", x, 1.2, False))
             cg, cf, cn = cpu_per_event(g), cpu_per_event(f), cpu_per_event(n)
             x = over(cg, cf)
             row(f"server CPU per delivered event, {label}{which}", "<= 1.3x floor", fmt(cg, " µs", 2),
-                fmt(cf, " µs", 2), fmt(cn, " µs", 2), fmt(x, "x", 2), x is not None and x <= 1.3)
+                fmt(cf, " µs", 2), fmt(cn, " µs", 2), fmt(x, "x", 2), x is not None and x <= 1.3,
+                plot=(f"CPU per delivery {label}{which} / floor", x, 1.3, False))
     if ("gateway", "idle_10k") in runs:
         v, w = rss_per_stream(runs.get(("gateway", "idle_10k"))), rss_per_stream(runs.get(("nchan", "idle_10k")))
         row("RSS per idle stream at 10,000 streams", "<= 4 KiB", fmt(v, " KiB", 2), "", fmt(w, " KiB", 2), "",
@@ -286,7 +321,7 @@ def perf_main(raw, out_md):
         x = over(grate, crate)
         row(f"k6 POST /broadcast, 1,000 subscribers on another channel: req/s (median of {n})",
             ">= 0.95x k6's ceiling", fmt(grate, " req/s", 0), fmt(crate, " req/s", 0), "", fmt(x, "x", 2),
-            x is not None and x >= 0.95)
+            x is not None and x >= 0.95, plot=("k6 publish req/s / k6's ceiling", x, 0.95, True))
         if pingora_k6:
             # Each round's gateway over the same round's bare pingora app: the two ran back to
             # back, so a swing of the machine between rounds weighs on both.
@@ -295,7 +330,8 @@ def perf_main(raw, out_md):
             prate = median(v[0] for v in pingora_k6.values())
             row(f"k6 POST /broadcast: req/s over the bare pingora app's in the same round (median of {len(paired)})",
                 ">= 0.95x the bare pingora app", fmt(grate, " req/s", 0), f"pingora {fmt(prate, ' req/s', 0)}", "",
-                fmt(x, "x", 2), x is not None and x >= 0.95)
+                fmt(x, "x", 2), x is not None and x >= 0.95,
+                plot=("k6 publish req/s / bare pingora app", x, 0.95, True))
             notes.append(
                 f"The bare pingora app (`examples/pingora_proxy.rs`) reads the body and answers 202 from "
                 f"pingora's `HttpProxy`: the least any publish endpoint on pingora does. It reached "
@@ -309,18 +345,20 @@ def perf_main(raw, out_md):
         gp99, cp99 = (median(v[1] for v in k.values()) for k in (gateway_k6, ceiling_k6))
         x = over(gp99, cp99)
         row(f"k6 POST /broadcast: p99 (median of {n})", "<= 2x the ceiling's p99", fmt(gp99, " ms", 2),
-            fmt(cp99, " ms", 2), "", fmt(x, "x", 2), x is not None and x <= 2)
+            fmt(cp99, " ms", 2), "", fmt(x, "x", 2), x is not None and x <= 2,
+            plot=("k6 publish p99 / the ceiling's", x, 2.0, False))
 
     bench = {name: criterion_median(raw, "two_channels", name)
              for name in ("one_writer", "two_writers", "floor_one_thread", "floor_two_threads")}
     if None not in bench.values():
         gain, machine = over(bench["one_writer"], bench["two_writers"]), over(bench["floor_one_thread"], bench["floor_two_threads"])
         row("fan-out scaling: delivered events/s with 2 writer threads over 1 (two channels x 2,500 streams)",
-            ">= 1.8x", fmt(gain, "x", 2), f"machine {fmt(machine, 'x', 2)}", "", "", gain >= 1.8)
+            ">= 1.8x", fmt(gain, "x", 2), f"machine {fmt(machine, 'x', 2)}", "", "", gain >= 1.8,
+            plot=("fan-out gain, 2 writers over 1", gain, 1.8, True))
         x = over(gain, machine)
         row("fan-out scaling over the machine's own gain from a second thread (same sends, same run)",
             ">= 0.9x the machine's gain", fmt(gain, "x", 2), f"machine {fmt(machine, 'x', 2)}", "",
-            fmt(x, "x", 2), x >= 0.9)
+            fmt(x, "x", 2), x >= 0.9, plot=("fan-out gain / the machine's", x, 0.9, True))
         notes.append(
             "Fan-out scaling is `cargo bench --bench fanout -- two_channels` (medians): one writer "
             f"{fmt(bench['one_writer'] / 1e6, ' ms', 2)} and two {fmt(bench['two_writers'] / 1e6, ' ms', 2)} "
@@ -349,6 +387,9 @@ def perf_main(raw, out_md):
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     for note_text in notes:
         lines += ["", note_text]
+    if out_svg and plotted:
+        write_ratio_svg(plotted, out_svg)
+        lines += ["", f"![every target as a ratio, with its limit]({os.path.basename(out_svg)})"]
     lines += ["", "## Commands", ""] + commands(runs)
     if None not in bench.values():
         lines[-2:-1] = ["# fan-out scaling", "cargo bench --bench fanout -- two_channels", "```"]
