@@ -129,12 +129,14 @@ async fn latency_counts_from_when_an_event_was_due_not_from_a_late_publish() {
         report.summary()
     );
 
-    // A peer that answers at once keeps to the schedule.
+    // A peer that answers at once keeps to the schedule: nearer 50/s than the slow peer's 10.
+    // (Not "about 50": the rate is 9 intervals over the 180 ms the writes span, so a stall of
+    // 50 ms on a busy machine brings it below 40/s; above 20/s leaves room for about 270 ms.)
     let base = fake_peer().await;
     let report = sse_loadgen::run(raw_options(&base, &[])).await.unwrap();
     assert!(report.pass, "{}", report.summary());
     assert!(
-        report.publish_rate.is_some_and(|r| r > 40.0),
+        report.publish_rate.is_some_and(|r| r > 20.0),
         "{}",
         report.summary()
     );
