@@ -22,47 +22,21 @@
 //! kernel's loopback path, the cores' caches, the host under the VM) bounds what the writers
 //! can gain; the gateway's scaling is read against it.
 
+#[path = "common/streams.rs"]
+mod streams;
+
 use std::hint::black_box;
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sse_gateway::config::HistoryLimits;
-use sse_gateway::hub::{DirectWrite, Event, Hub, SubscribeRequest, Subscription};
-
-const DATA: &str = r#"{"title":"Something happened","body":"A short notification body of typical size.","level":"info"}"#;
-
-fn hub_with(writers: usize) -> Arc<Hub> {
-    Hub::with_writers(
-        1,
-        |_| HistoryLimits {
-            max_events: 1000,
-            max_age: Duration::from_secs(600),
-        },
-        writers,
-    )
-}
+use sse_gateway::hub::{Event, Hub, Subscription};
+use streams::{hub_with, socket_pairs, socket_streams, subscribers, DATA};
 
 fn hub() -> Arc<Hub> {
     hub_with(2)
-}
-
-fn subscribers(hub: &Arc<Hub>, channel: &str, n: usize) -> Vec<Subscription> {
-    (0..n)
-        .map(|_| {
-            hub.subscribe(SubscribeRequest {
-                channels: vec![channel.into()],
-                types: None,
-                last_event_id: None,
-                peer: None,
-                principal: None,
-                queue: 1024,
-            })
-        })
-        .collect()
 }
 
 /// Publishes one event on `channel`, waits for the writers to queue it for every subscriber,
@@ -149,62 +123,6 @@ fn two_channels(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// `n` loopback connections as (sending end, reading end), both non-blocking.
-fn socket_pairs(n: usize) -> Vec<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback listener");
-    let addr = listener.local_addr().expect("its address");
-    (0..n)
-        .map(|_| {
-            let reader = TcpStream::connect(addr).expect("connects");
-            let (writer, _) = listener.accept().expect("accepts");
-            writer.set_nonblocking(true).expect("non-blocking");
-            reader.set_nonblocking(true).expect("non-blocking");
-            (writer, reader)
-        })
-        .collect()
-}
-
-/// `n` streams of `channel`, each on a loopback connection whose sending half is handed to the
-/// stream's queue (as the gateway does for plain HTTP/1.1), with the connection's reading end.
-fn socket_streams(hub: &Arc<Hub>, channel: &str, n: usize) -> Vec<(Subscription, TcpStream)> {
-    let mut cx = Context::from_waker(Waker::noop());
-    subscribers(hub, channel, n)
-        .into_iter()
-        .zip(socket_pairs(n))
-        .map(|(sub, (writer, reader))| {
-            sub.client.queue.go_direct(Box::new(Frames(writer)));
-            // The first ask opens the stream to direct writes, as the stream's task does.
-            let _ = sub.client.queue.poll_recv(&mut cx, &mut Vec::new(), 1);
-            (sub, reader)
-        })
-        .collect()
-}
-
-/// A socket written with plain non-blocking sends; the frames go out unchunked (the framing
-/// is not what is measured), and a bench that fills a socket fails instead of keeping the rest.
-struct Frames(TcpStream);
-
-impl DirectWrite for Frames {
-    fn flush(&mut self) -> io::Result<bool> {
-        Ok(true)
-    }
-
-    fn send_chunk(&mut self, data: &[u8], _end: bool) -> io::Result<()> {
-        self.offer_chunk(data)
-    }
-
-    fn offer_chunk(&mut self, data: &[u8]) -> io::Result<()> {
-        match self.0.write(data)? {
-            n if n == data.len() => Ok(()),
-            _ => Err(io::ErrorKind::WriteZero.into()),
-        }
-    }
-
-    fn has_unsent(&self) -> bool {
-        false
-    }
 }
 
 criterion_group!(benches, fanout, two_channels);
