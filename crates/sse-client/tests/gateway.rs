@@ -76,7 +76,8 @@ async fn the_gateways_retry_is_waited_out_after_a_drop() {
 
 #[tokio::test]
 async fn a_resume_point_the_gateway_cannot_resume_from_is_surfaced_as_a_reset() {
-    let gw = Gateway::start("");
+    // The client waits out `retry` before it connects again: time to publish while it is away.
+    let gw = Gateway::start("sse:\n  retry: 500ms\n");
     for (from, reason) in [("1-1", "unknown_id"), ("not-an-id", "malformed_id")] {
         let channel = format!("news.{reason}");
         let stream = client(&gw, &channel).last_event_id(from).stream().unwrap();
@@ -91,6 +92,9 @@ async fn a_resume_point_the_gateway_cannot_resume_from_is_surfaced_as_a_reset() 
         // gets what it missed meanwhile, and no second reset.
         let kicked = gw.the_stream_on(&channel, None).await;
         gw.kick(&kicked).await;
+        // The kick only asks the stream to end: until it has, an event can still go out on
+        // the old connection (and count as delivered there).
+        gw.until_gone(&channel, &kicked).await;
         let missed = gw.publish_ok(&channel, "note", "while away").await;
         let (item, connections) = reader.next().await.expect("an item");
         assert!(

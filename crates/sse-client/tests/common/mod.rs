@@ -214,6 +214,16 @@ impl Gateway {
         }
     }
 
+    /// Waits until stream `id` is no longer open on `channel`: it has ended, and no event
+    /// published from now on can reach it.
+    pub async fn until_gone(&self, channel: &str, id: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.stream_ids(channel).await.iter().any(|open| open == id) {
+            assert!(Instant::now() < deadline, "stream {id} did not end");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `DELETE /clients/{id}`: the gateway ends that stream.
     pub async fn kick(&self, id: &str) {
         let reply = http()
