@@ -193,6 +193,8 @@ async fn tickets_are_fresh_for_every_connection_and_the_credential_stays_off_the
     let seen = gw.publish_ok("secret.alice", "note", "one").await;
     assert_eq!(reader.event().await.id, seen);
     gw.kick(&first).await;
+    // Once the kicked stream has ended, the next event can only come on a new connection.
+    gw.until_gone("secret.alice", &first).await;
     let missed = gw.publish_ok("secret.alice", "note", "two").await;
     assert_eq!(reader.event().await.id, missed);
 
