@@ -2,8 +2,9 @@
 //! h2 and HTTP/1.1 by ALPN, many streams over one HTTP/2 connection, h2c with
 //! `http2_cleartext`, certificate errors at their `file:line:col`, and a reload that re-reads the
 //! certificate; and HTTP/2 streams as clients of their own: a stream that stops reading (flow
-//! control) is a slow consumer while its siblings on the connection go on, and a stream the
-//! client resets is freed at once.
+//! control) is a slow consumer while its siblings on the connection go on, a stream the
+//! client resets is freed at once, and an idle HTTP/2 connection closes while one with a stream
+//! stays.
 
 mod backend;
 mod common;
@@ -250,6 +251,47 @@ async fn h2c_with_prior_knowledge_is_served_only_with_http2_cleartext() {
         !matches!(answered, Ok(Ok((ref head, _))) if head.status == 200),
         "h2c served without http2_cleartext"
     );
+}
+
+#[tokio::test]
+async fn an_idle_h2_connection_closes_after_the_head_timeout_and_one_with_a_stream_stays() {
+    let gw = Gateway::start("http2_cleartext: true\nlimits:\n  header_read_timeout: 1s\n");
+    // A connection whose one request is a stream: it has nothing in flight but the stream.
+    let tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let streaming = h2_client(tcp).await;
+    let (head, mut events) = h2_request(&streaming, "GET", "/events?channel=idle", &[], None)
+        .await
+        .expect("h2c stream");
+    assert_eq!(head.status, 200);
+
+    // A connection that is answered once, then left idle: closed after the timeout.
+    let tcp = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let (send, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let closed = tokio::spawn(connection);
+    let (head, _) = h2_request(&send, "GET", "/healthz", &[], None)
+        .await
+        .expect("answered");
+    assert_eq!(head.status, 200);
+    let answered = std::time::Instant::now();
+    // pingora drops the socket without a GOAWAY, which the client may see as an error: either
+    // way the connection has ended.
+    let _ = tokio::time::timeout(WAIT, closed)
+        .await
+        .expect("the idle connection was closed")
+        .expect("its connection task");
+    assert!(
+        answered.elapsed() >= Duration::from_millis(500),
+        "closed after {:?}, not after its idle time",
+        answered.elapsed()
+    );
+
+    // The stream's connection has been without a request for longer than that, and stays.
+    gw.publish_ok("idle", "note", "still here").await;
+    read_until(&mut events, "data: still here\n\n", WAIT).await;
 }
 
 #[test]

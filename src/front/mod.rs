@@ -211,25 +211,46 @@ tokio::task_local! {
 /// long request or stream is never cut by it.
 pub struct FrontApp {
     proxy: Arc<HttpProxy<Front>>,
-    /// For the deadline and the `http2_cleartext` in force.
+    /// For the deadline, `http2_cleartext` and the idle timeout in force.
     snapshots: Arc<Snapshots>,
-    /// The options of a connection, without and with h2c (`http2_cleartext`), which pingora
-    /// asks for on every new connection: a reload that turns h2c on or off applies to the next
-    /// one. (On TLS, pingora ignores h2c: ALPN decides.)
-    options: [HttpServerOptions; 2],
+    options: ConnectionOptions,
+}
+
+/// The options of a connection, which pingora asks for on every new one, so that a reload
+/// applies to the next: h2c as `http2_cleartext` says (on TLS pingora ignores it: ALPN
+/// decides), and an HTTP/2 connection closed once it has had no request or stream for
+/// `limits.header_read_timeout`, as an idle HTTP/1.1 keep-alive connection is (by the head
+/// deadline).
+///
+/// pingora borrows the options from the app for as long as the app lives, so each distinct
+/// pair in force is kept for good: one per value a reload ever sets, never one per connection.
+#[derive(Default)]
+struct ConnectionOptions(parking_lot::Mutex<Vec<&'static HttpServerOptions>>);
+
+impl ConnectionOptions {
+    fn get(&self, h2c: bool, idle: Duration) -> &'static HttpServerOptions {
+        let mut kept = self.0.lock();
+        if let Some(options) = kept
+            .iter()
+            .find(|o| o.h2c == h2c && o.h2_idle_timeout == Some(idle))
+        {
+            return options;
+        }
+        let mut options = HttpServerOptions::default();
+        options.h2c = h2c;
+        options.h2_idle_timeout = Some(idle);
+        let options: &'static HttpServerOptions = Box::leak(Box::new(options));
+        kept.push(options);
+        options
+    }
 }
 
 impl FrontApp {
     pub fn new(proxy: HttpProxy<Front>, snapshots: Arc<Snapshots>) -> FrontApp {
-        let options = [false, true].map(|h2c| {
-            let mut options = HttpServerOptions::default();
-            options.h2c = h2c;
-            options
-        });
         FrontApp {
             proxy: Arc::new(proxy),
             snapshots,
-            options,
+            options: ConnectionOptions::default(),
         }
     }
 
@@ -247,14 +268,17 @@ impl HttpServerApp for FrontApp {
     ) -> Option<ReusedHttpStream> {
         let timeout = self.header_timeout();
         let request = self.proxy.process_new_http(session, shutdown);
-        HEAD_READ
-            .scope(Cell::new(false), within_head_deadline(request, timeout))
-            .await
+        let request = HEAD_READ.scope(Cell::new(false), within_head_deadline(request, timeout));
+        stream::outlasting_stream(request).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
-        let h2c = self.snapshots.load().config.http2_cleartext;
-        Some(&self.options[usize::from(h2c)])
+        let snapshot = self.snapshots.load();
+        let config = &snapshot.config;
+        Some(
+            self.options
+                .get(config.http2_cleartext, config.limits.header_read_timeout),
+        )
     }
 
     async fn http_cleanup(&self) {
@@ -284,4 +308,23 @@ where
         Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_options_follow_the_config_and_each_pair_is_kept_once() {
+        let options = ConnectionOptions::default();
+        let (ten, two) = (Duration::from_secs(10), Duration::from_secs(2));
+        let plain = options.get(false, ten);
+        assert!(!plain.h2c);
+        assert_eq!(plain.h2_idle_timeout, Some(ten));
+        assert!(options.get(true, ten).h2c);
+        assert_eq!(options.get(false, two).h2_idle_timeout, Some(two));
+        // A connection under a pair already in force takes the kept options.
+        assert!(std::ptr::eq(plain, options.get(false, ten)));
+        assert_eq!(options.0.lock().len(), 3);
+    }
 }

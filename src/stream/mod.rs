@@ -10,6 +10,8 @@ mod pump;
 mod request;
 mod socket;
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
+use tokio::task::JoinHandle;
 
 use compress::{Compressed, Encoding};
 pub use pump::{pump, Downstream, End, WriteError};
@@ -159,7 +162,8 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
                         // writers may send them to this socket directly.
                         socket.hand_to(&sub.client);
                     }
-                    spawn_stream(out, encoding, sub, permit, settings, drain)
+                    // The connection is the stream's alone: nothing else waits for it.
+                    spawn_stream(out, encoding, sub, permit, settings, drain);
                 }
                 // The client left before its stream could start.
                 Err(_) => {
@@ -177,7 +181,7 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
                     writer,
                     write_timeout,
                 };
-                spawn_stream(out, encoding, sub, permit, settings, drain);
+                outlive_request(spawn_stream(out, encoding, sub, permit, settings, drain));
                 return;
             }
             None => ServerSession::H2(h2),
@@ -188,7 +192,41 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
         session,
         write_timeout,
     };
-    spawn_stream(out, encoding, sub, permit, settings, drain);
+    outlive_request(spawn_stream(out, encoding, sub, permit, settings, drain));
+}
+
+tokio::task_local! {
+    /// The task that the stream a request opened runs on, for [`outlasting_stream`] to wait
+    /// for; `open` leaves it here for every stream but HTTP/1.1 ones, which take their
+    /// connection with them.
+    static STREAM_TASK: RefCell<Option<JoinHandle<()>>>;
+}
+
+/// Leaves the stream's task for [`outlasting_stream`] to wait for (outside it, as in tests
+/// that open streams directly, the stream just runs).
+fn outlive_request(task: JoinHandle<()>) {
+    let _ = STREAM_TASK.try_with(|slot| *slot.borrow_mut() = Some(task));
+}
+
+/// Runs `request`, one request of a connection, and then, if it opened a stream that is not on
+/// a connection of its own, waits until that stream has ended.
+///
+/// pingora counts an HTTP/2 connection as busy while a request task of it runs, and closes one
+/// that has been idle for its `h2_idle_timeout`. A stream runs on a task of its own, without
+/// pingora's request state (about 4 KiB per stream, see `H2Stream`), so the request's task
+/// stays, holding nothing but this wait, for as long as the stream: a connection whose streams
+/// are open is not idle.
+pub async fn outlasting_stream<F: Future>(request: F) -> F::Output {
+    STREAM_TASK
+        .scope(RefCell::new(None), async move {
+            let answered = request.await;
+            if let Some(task) = STREAM_TASK.with(|slot| slot.borrow_mut().take()) {
+                // A stream task that panicked has ended too.
+                let _ = task.await;
+            }
+            answered
+        })
+        .await
 }
 
 /// Runs the stream on a task of its own, through a compressor when it has an `encoding`.
@@ -199,7 +237,8 @@ fn spawn_stream<D>(
     permit: StreamPermit,
     settings: StreamSettings,
     drain: Arc<Drain>,
-) where
+) -> JoinHandle<()>
+where
     D: Downstream + Send + 'static,
 {
     match encoding {
@@ -216,14 +255,15 @@ fn run<D>(
     permit: StreamPermit,
     settings: StreamSettings,
     drain: Arc<Drain>,
-) where
+) -> JoinHandle<()>
+where
     D: Downstream + Send + 'static,
 {
     tokio::spawn(async move {
         let end = pump(&mut out, sub, &settings, &drain).await;
         drop(permit);
         finished(end);
-    });
+    })
 }
 
 fn finished(end: End) {
