@@ -293,6 +293,9 @@ pub struct LimitsConfig {
     /// Largest `POST /broadcast` body / event data, in bytes (413 above it).
     pub max_event_bytes: usize,
     pub max_channels_per_connection: usize,
+    /// The deadline of a whole request head, hence also how long an idle HTTP/1.1 keep-alive
+    /// connection waits for its next request; and how long an HTTP/2 connection with no request
+    /// and no stream in flight stays open.
     pub header_read_timeout: Duration,
 }
 

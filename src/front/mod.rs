@@ -28,7 +28,7 @@ mod tickets;
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -261,15 +261,24 @@ impl FrontApp {
 
 #[async_trait]
 impl HttpServerApp for FrontApp {
-    async fn process_new_http(
-        self: &Arc<Self>,
+    /// Not an `async fn`: pingora's request future takes the session at once, so the future
+    /// returned here never holds it. It stays as long as an HTTP/2 stream the request opened
+    /// (see [`stream::outlasting_stream`]), and a session kept in it would be about 2.5 KiB per
+    /// stream.
+    fn process_new_http<'app, 'watch, 'request>(
+        self: &'app Arc<Self>,
         session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+        shutdown: &'watch ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'request>>
+    where
+        'app: 'request,
+        'watch: 'request,
+        Self: 'request,
+    {
         let timeout = self.header_timeout();
         let request = self.proxy.process_new_http(session, shutdown);
         let request = HEAD_READ.scope(Cell::new(false), within_head_deadline(request, timeout));
-        stream::outlasting_stream(request).await
+        Box::pin(stream::outlasting_stream(request))
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
