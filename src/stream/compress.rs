@@ -116,7 +116,11 @@ pub struct Compressed<D> {
 
 enum Coder {
     Gzip(GzipMember),
-    Zstd,
+    /// Whether a frame has gone out: zstd data of no frame at all is not a zstd stream, so one
+    /// that ends before its first chunk ends with an empty frame.
+    Zstd {
+        framed: bool,
+    },
     Brotli(BrotliStream),
 }
 
@@ -144,7 +148,7 @@ impl Coder {
     fn new(encoding: Encoding) -> Coder {
         match encoding {
             Encoding::Gzip => Coder::Gzip(GzipMember::default()),
-            Encoding::Zstd => Coder::Zstd,
+            Encoding::Zstd => Coder::Zstd { framed: false },
             Encoding::Brotli => Coder::Brotli(BrotliStream::default()),
         }
     }
@@ -157,8 +161,12 @@ impl Coder {
         }
         let out = match self {
             Coder::Gzip(member) => member.compress(chunk, end),
-            Coder::Zstd if chunk.is_empty() => Some(Vec::new()),
-            Coder::Zstd => ZSTD.with(|z| z.borrow_mut().as_mut()?.compress(chunk).ok()),
+            Coder::Zstd { framed: true } if chunk.is_empty() => Some(Vec::new()),
+            Coder::Zstd { framed } => {
+                let frame = ZSTD.with(|z| z.borrow_mut().as_mut()?.compress(chunk).ok());
+                *framed |= frame.is_some();
+                frame
+            }
             Coder::Brotli(stream) => Some(stream.compress(chunk, end)),
         };
         out.map(Bytes::from).ok_or(WriteError::Closed)
@@ -335,6 +343,16 @@ mod tests {
                 prop_assert_eq!(stream_of(encoding, &chunks), chunks.concat());
             }
         });
+    }
+
+    /// A stream that ends before its first chunk is still a whole stream in every encoding
+    /// (zstd has no empty stream without a frame: found by the test above).
+    #[test]
+    fn a_stream_ended_before_its_first_chunk_decodes_as_empty() {
+        for encoding in Encoding::ALL {
+            assert_eq!(stream_of(encoding, &[]), b"", "{encoding:?}");
+            assert_eq!(stream_of(encoding, &[Vec::new()]), b"", "{encoding:?}");
+        }
     }
 
     /// A chunk larger than brotli's window that repeats a part of itself from further back
