@@ -215,17 +215,27 @@ async fn many_h2_streams_over_one_connection_each_behave_as_one_client() {
     }
 }
 
-#[tokio::test]
-async fn h2c_with_prior_knowledge_is_served_only_with_http2_cleartext() {
-    let gw = Gateway::start("http2_cleartext: true\n");
+/// A stream on `channel` over a new h2c connection to `gw`'s plain listener, with the
+/// connection's handle (the connection lasts while it is held).
+async fn h2c_stream(
+    gw: &Gateway,
+    channel: &str,
+) -> (h2::client::SendRequest<Bytes>, h2::RecvStream) {
     let tcp = tokio::net::TcpStream::connect(gw.addr)
         .await
         .expect("connect");
     let h2 = h2_client(tcp).await;
-    let (head, mut events) = h2_request(&h2, "GET", "/events?channel=clear", &[], None)
+    let (head, events) = h2_request(&h2, "GET", &format!("/events?channel={channel}"), &[], None)
         .await
         .expect("h2c stream");
     assert_eq!(head.status, 200);
+    (h2, events)
+}
+
+#[tokio::test]
+async fn h2c_with_prior_knowledge_is_served_only_with_http2_cleartext() {
+    let gw = Gateway::start("http2_cleartext: true\n");
+    let (_h2, mut events) = h2c_stream(&gw, "clear").await;
     gw.publish_ok("clear", "note", "over h2c").await;
     read_until(&mut events, "data: over h2c\n\n", WAIT).await;
     // HTTP/1.1 goes on working on the same listener.
@@ -257,14 +267,7 @@ async fn h2c_with_prior_knowledge_is_served_only_with_http2_cleartext() {
 async fn an_idle_h2_connection_closes_after_the_head_timeout_and_one_with_a_stream_stays() {
     let gw = Gateway::start("http2_cleartext: true\nlimits:\n  header_read_timeout: 1s\n");
     // A connection whose one request is a stream: it has nothing in flight but the stream.
-    let tcp = tokio::net::TcpStream::connect(gw.addr)
-        .await
-        .expect("connect");
-    let streaming = h2_client(tcp).await;
-    let (head, mut events) = h2_request(&streaming, "GET", "/events?channel=idle", &[], None)
-        .await
-        .expect("h2c stream");
-    assert_eq!(head.status, 200);
+    let (_streaming, mut events) = h2c_stream(&gw, "idle").await;
 
     // A connection that is answered once, then left idle: closed after the timeout.
     let tcp = tokio::net::TcpStream::connect(gw.addr)
