@@ -97,11 +97,12 @@ pub struct Admitted {
 /// Opens the stream: registers it with the hub, writes the response header, and hands the
 /// connection to a task of its own that runs it until it ends.
 ///
-/// The hand-off is what keeps an idle stream small: the request-handling task (with pingora's
-/// session, its header buffer and the request future) ends here, and the stream task keeps only
-/// the socket and its own loop. On HTTP/1.1 that socket is the raw connection, written as chunked
+/// The hand-off is what keeps an idle stream small: the request's handling (pingora's session,
+/// its header buffer and the request future) ends here, and the stream task keeps only the
+/// socket and its own loop. On HTTP/1.1 that socket is the raw connection, written as chunked
 /// encoding directly (see `socket`); on HTTP/2 it is the stream's body writer on the shared
-/// connection.
+/// connection, and the request's task stays, waiting for the stream (see
+/// [`outlasting_stream`]), so that pingora counts the connection as busy.
 pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Admitted) {
     let Admitted {
         common,
