@@ -135,7 +135,7 @@ pub async fn pump<D: Downstream>(
     opening.extend_from_slice(&sse::encode_padding(settings.padding));
     if let Some(reason) = reset {
         let data = format!(r#"{{"reason":"{}"}}"#, reason.as_str());
-        opening.extend_from_slice(&sse::encode_event(&position.to_string(), "reset", &data));
+        opening.extend_from_slice(&sse::encode_event(&position.text(), "reset", &data));
     }
     for event in &replay {
         opening.extend_from_slice(&event.frame);
@@ -144,7 +144,7 @@ pub async fn pump<D: Downstream>(
     if reset.is_none() && replay.is_empty() {
         // Where the client stands, without an event: a stream that drops before its first
         // event resumes from here instead of missing what is published meanwhile.
-        opening.extend_from_slice(&sse::encode_id(&position.to_string()));
+        opening.extend_from_slice(&sse::encode_id(&position.text()));
     }
     if let Err(e) = out.write(opening.freeze(), false).await {
         return e.into();
