@@ -262,9 +262,10 @@ impl FrontApp {
 #[async_trait]
 impl HttpServerApp for FrontApp {
     /// Not an `async fn`: pingora's request future takes the session at once, so the future
-    /// returned here never holds it. It stays as long as an HTTP/2 stream the request opened
+    /// returned here never holds it. On HTTP/2 it stays as long as a stream the request opened
     /// (see [`stream::outlasting_stream`]), and a session kept in it would be about 2.5 KiB per
-    /// stream.
+    /// stream. On HTTP/1.1 a stream takes the connection with it, so nothing waits (and the
+    /// requests of a keep-alive connection, publishes for one, skip the wait's scope).
     fn process_new_http<'app, 'watch, 'request>(
         self: &'app Arc<Self>,
         session: ServerSession,
@@ -276,9 +277,14 @@ impl HttpServerApp for FrontApp {
         Self: 'request,
     {
         let timeout = self.header_timeout();
+        let http2 = session.is_http2();
         let request = self.proxy.process_new_http(session, shutdown);
         let request = HEAD_READ.scope(Cell::new(false), within_head_deadline(request, timeout));
-        Box::pin(stream::outlasting_stream(request))
+        if http2 {
+            Box::pin(stream::outlasting_stream(request))
+        } else {
+            Box::pin(request)
+        }
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {

@@ -197,20 +197,19 @@ pub async fn open(mut session: ServerSession, ctx: &StreamContext, admitted: Adm
 }
 
 tokio::task_local! {
-    /// The task that the stream a request opened runs on, for [`outlasting_stream`] to wait
-    /// for; `open` leaves it here for every stream but HTTP/1.1 ones, which take their
-    /// connection with them.
+    /// The task that the stream an HTTP/2 request opened runs on, for [`outlasting_stream`] to
+    /// wait for; HTTP/1.1 streams take their connection with them.
     static STREAM_TASK: RefCell<Option<JoinHandle<()>>>;
 }
 
-/// Leaves the stream's task for [`outlasting_stream`] to wait for (outside it, as in tests
-/// that open streams directly, the stream just runs).
+/// Leaves the stream's task for [`outlasting_stream`] to wait for (outside it, as for a
+/// session of another kind or in tests that open streams directly, the stream just runs).
 fn outlive_request(task: JoinHandle<()>) {
     let _ = STREAM_TASK.try_with(|slot| *slot.borrow_mut() = Some(task));
 }
 
-/// Runs `request`, one request of a connection, and then, if it opened a stream that is not on
-/// a connection of its own, waits until that stream has ended.
+/// Runs `request`, one request of an HTTP/2 connection, and then, if it opened a stream, waits
+/// until that stream has ended.
 ///
 /// pingora counts an HTTP/2 connection as busy while a request task of it runs, and closes one
 /// that has been idle for its `h2_idle_timeout`. A stream runs on a task of its own, without
